@@ -1,0 +1,101 @@
+"""Durable, atomic file writes and tolerant reads.
+
+A reader never sees a half-written file: every write goes to a temp file in the same
+folder, is fsync'd, renamed over the target with ``os.replace`` and the folder is fsync'd,
+so after a crash the file holds either the previous or the new version.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+TMP_PREFIX = ".tmp-"
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: Path, data: bytes, *, durable: bool = True) -> None:
+    tmp = path.with_name(f"{TMP_PREFIX}{path.name}.{secrets.token_hex(4)}")
+    try:
+        with open(tmp, "xb") as f:
+            f.write(data)
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if durable:
+        fsync_dir(path.parent)
+
+
+def atomic_write_json(path: Path, obj: Any, *, durable: bool = True) -> None:
+    data = json.dumps(obj, ensure_ascii=False, indent=1, sort_keys=True).encode()
+    atomic_write_bytes(path, data, durable=durable)
+
+
+def append_line(path: Path, obj: Any) -> None:
+    """Append one JSON line with a single O_APPEND write (whole lines, no fsync: logs only)."""
+    line = (json.dumps(obj, ensure_ascii=False, sort_keys=True) + "\n").encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line)
+    finally:
+        os.close(fd)
+
+
+class Corrupt(Exception):
+    """A JSON file exists but cannot be parsed into the expected shape."""
+
+
+def read_json(path: Path, *, expect: type = dict) -> Any:
+    """Return the parsed file, None if it does not exist; raise :class:`Corrupt` if unreadable."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    try:
+        obj = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise Corrupt(f"{path.name}: not valid JSON ({e})") from None
+    if not isinstance(obj, expect):
+        raise Corrupt(f"{path.name}: expected a JSON {expect.__name__}, found {type(obj).__name__}")
+    return obj
+
+
+def quarantine(state_root: Path, victim: Path, reason: str) -> Path | None:
+    """Move a corrupt file or folder aside into ``state/quarantine/`` with a reason file.
+
+    Moving, not deleting, keeps whatever a person may want to recover by hand.
+    """
+    qdir = state_root / "quarantine"
+    qdir.mkdir(parents=True, exist_ok=True)
+    rel = victim.relative_to(state_root).as_posix().replace("/", "__")
+    dest = qdir / f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}-{rel}"
+    try:
+        os.replace(victim, dest)
+    except FileNotFoundError:
+        return None
+    (qdir / f"{dest.name}.reason.txt").write_text(f"{victim}\n{reason}\n")
+    log.warning("quarantined %s -> %s: %s", victim, dest, reason)
+    return dest
+
+
+def remove_tree(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,213 @@
+"""``python -m jobs``: the command-line contract other tools drive.
+
+Clients only write requests; every command that changes a job asks the runners to do it.
+A mistake a user can make prints one line on stderr and exits non-zero, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from jobs import config
+from jobs.errors import OcrJobsError
+from jobs.status import JobStatus
+from jobs.store import Job, Store
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--state", default=argparse.SUPPRESS, help="job folder (default: $OCRJOBS_STATE or ./state)")
+    common.add_argument("--json", action="store_true", help="machine-readable output")
+    p = argparse.ArgumentParser(prog="python -m jobs", description="ocrjobs: crash-safe batch OCR jobs")
+    p.add_argument("--state", default=None, help=argparse.SUPPRESS)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("submit", parents=[common], help="submit files as one job")
+    s.add_argument("files", nargs="+", metavar="FILE")
+    s.add_argument("--engine", default=config.DEFAULT_ENGINE, help="registered name or package.module:Class")
+    s.add_argument(
+        "--engine-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="passed to the engine (JSON values allowed); repeatable",
+    )
+    s.add_argument("--priority", type=int, default=config.DEFAULT_PRIORITY, help="higher runs first")
+    s.add_argument("--item-timeout", type=float, default=config.DEFAULT_ITEM_TIMEOUT_S, metavar="S")
+    s.add_argument("--dpi", type=int, default=config.DEFAULT_DPI, help="PDF render resolution")
+    s.add_argument("--retries", type=int, default=config.DEFAULT_RETRIES, help="retries of a failing item")
+    s.add_argument(
+        "--max-attempts",
+        type=int,
+        default=config.DEFAULT_MAX_ATTEMPTS,
+        help="times the job may lose its runner before it fails",
+    )
+    s.add_argument("--wait", action="store_true", help="show progress; exit 0 only if the job succeeds")
+
+    sub.add_parser("list", parents=[common], help="list jobs")
+    for name, text in (
+        ("show", "show one job"),
+        ("cancel", "cancel a job"),
+        ("pause", "pause a job"),
+        ("resume", "resume a paused job"),
+        ("retry", "retry failed and timed-out items"),
+    ):
+        sub.add_parser(name, parents=[common], help=text).add_argument("job_id", metavar="ID")
+    e = sub.add_parser("export", parents=[common], help="write a job's results to a file")
+    e.add_argument("job_id", metavar="ID")
+    e.add_argument("--format", choices=("json", "csv", "txt"), default="json")
+    e.add_argument("-o", "--output", required=True, metavar="PATH")
+    sub.add_parser("health", parents=[common], help="ok (exit 0), degraded (1) or down (2)")
+    return p
+
+
+def _options(pairs: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise OcrJobsError(f"engine option {pair!r} must look like KEY=VALUE")
+        try:
+            out[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key] = raw
+    return out
+
+
+def _print(args: argparse.Namespace, data: Any, text: str) -> None:
+    print(json.dumps(data, ensure_ascii=False, indent=1) if args.json else text)
+
+
+def _summary(job: Job) -> str:
+    p = job.progress()
+    return (
+        f"{job.id}  {job.status.value:<21} {p['committed']:>5}/{p['total']:<5} "
+        f"done {p['done']} failed {p['failed']} timed out {p['timed_out']}  engine {job.spec.get('engine')}"
+    )
+
+
+def cmd_submit(store: Store, args: argparse.Namespace) -> int:
+    from jobs.submit import JobSpec, submit
+
+    spec = JobSpec(
+        engine=args.engine,
+        engine_options=_options(args.engine_option),
+        item_timeout=args.item_timeout,
+        retries=args.retries,
+        max_attempts=args.max_attempts,
+        dpi=args.dpi,
+    )
+    job_id = submit(store, args.files, spec, priority=args.priority)
+    job = store.get(job_id)
+    _print(args, {"id": job_id, "total": job.total}, f"submitted {job_id} ({job.total} items)")
+    return _wait(store, job_id, args.json) if args.wait else 0
+
+
+def _wait(store: Store, job_id: str, quiet: bool) -> int:
+    from jobs.health import check
+
+    warned = False
+    started = time.monotonic()
+    while True:
+        job = store.get(job_id)
+        p = job.progress()
+        if not quiet:
+            bar = "#" * int(30 * p["committed"] / max(p["total"], 1))
+            print(f"\r[{bar:<30}] {p['committed']}/{p['total']} {job.status.value:<12}", end="", file=sys.stderr)
+        if job.status.is_terminal or job.status == JobStatus.PAUSED:
+            if not quiet:
+                print(file=sys.stderr)
+                if job.state.get("error"):
+                    print(f"{job.status.value}: {job.state['error']}", file=sys.stderr)
+            return 0 if job.status == JobStatus.SUCCEEDED else 1
+        if not warned and time.monotonic() - started > 10 and check(store)["status"] == "down":
+            print("\nwarning: no runner is alive; start one with `python runner.py`", file=sys.stderr)
+            warned = True
+        time.sleep(0.5)
+
+
+def cmd_list(store: Store, args: argparse.Namespace) -> int:
+    jobs = store.list_jobs()
+    text = "\n".join(_summary(j) for j in jobs) if jobs else "no jobs"
+    _print(args, [j.to_dict() for j in jobs], text)
+    return 0
+
+
+def cmd_show(store: Store, args: argparse.Namespace) -> int:
+    job = store.get(args.job_id)
+    data = job.to_dict()
+    data["requests_pending"] = [r["kind"] for _, r in store.pending_requests(job.id)]
+    lines = [_summary(job)]
+    if data["error"]:
+        lines.append(f"error: {data['error']}")
+    if data["requests_pending"]:
+        lines.append(f"requested (waiting for a runner): {', '.join(data['requests_pending'])}")
+    for item in store.items(job.id):
+        if item["status"] in ("failed", "timed_out"):
+            lines.append(
+                f"  #{item['index']} {item['source']} p{item.get('page') or '-'}: {item['status']}: "
+                f"{(item.get('error') or {}).get('message')}"
+            )
+    _print(args, data, "\n".join(lines))
+    return 0
+
+
+def cmd_request(store: Store, args: argparse.Namespace) -> int:
+    store.request(args.job_id, args.command)
+    _print(
+        args,
+        {"id": args.job_id, "requested": args.command},
+        f"{args.command} requested for {args.job_id}; a runner applies it at the next item boundary",
+    )
+    return 0
+
+
+def cmd_export(store: Store, args: argparse.Namespace) -> int:
+    from jobs.export import export
+
+    path = export(store, args.job_id, args.format, Path(args.output))
+    _print(args, {"id": args.job_id, "path": str(path), "format": args.format}, f"wrote {path}")
+    return 0
+
+
+def cmd_health(store: Store, args: argparse.Namespace) -> int:
+    from jobs.health import EXIT_CODES, check
+
+    report = check(store)
+    text = report["status"] + "".join(f"\n- {r}" for r in report["reasons"])
+    _print(args, report, text)
+    return EXIT_CODES[report["status"]]
+
+
+COMMANDS = {
+    "submit": cmd_submit,
+    "list": cmd_list,
+    "show": cmd_show,
+    "cancel": cmd_request,
+    "pause": cmd_request,
+    "resume": cmd_request,
+    "retry": cmd_request,
+    "export": cmd_export,
+    "health": cmd_health,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        store = Store(args.state)
+        return COMMANDS[args.command](store, args)
+    except OcrJobsError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        print(f"error: {e.strerror or e}: {e.filename or ''}".rstrip(": "), file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

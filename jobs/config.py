@@ -1,0 +1,34 @@
+"""Where the job folder is, and the defaults everything else falls back to."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+VERSION = "0.1.0"
+DEFAULT_ENGINE = "rapid"
+DEFAULT_PRIORITY = 0
+DEFAULT_ITEM_TIMEOUT_S = 120.0
+DEFAULT_DPI = 200
+DEFAULT_RETRIES = 2
+DEFAULT_MAX_ATTEMPTS = 5
+DEFAULT_LEASE_S = 15.0
+#: Seconds between the soft timeout (engine asked to stop) and the kill; at most 5.
+KILL_GRACE_S = 3.0
+LOCK_TIMEOUT_S = 30.0
+RETENTION_DAYS = 7.0
+#: Images above this many pixels are refused (decompression bombs).
+MAX_PIXELS = int(os.environ.get("OCRJOBS_MAX_PIXELS", 120_000_000))
+#: A ZIP whose entries add up to more than this is refused whole.
+MAX_ZIP_BYTES = int(os.environ.get("OCRJOBS_MAX_ZIP_BYTES", 4 * 1024**3))
+MAX_ZIP_ENTRIES = int(os.environ.get("OCRJOBS_MAX_ZIP_ENTRIES", 20_000))
+
+
+def state_dir(arg: str | os.PathLike[str] | None = None) -> Path:
+    """`--state DIR`, else `$OCRJOBS_STATE`, else `./state`."""
+    return Path(arg or os.environ.get("OCRJOBS_STATE") or "state").resolve()
+
+
+def env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    return float(raw) if raw else default

@@ -1,0 +1,95 @@
+"""Runner-side application of the requests clients leave in ``state/requests/``.
+
+A request for a job that another runner holds under a live lease is left for that runner,
+which applies it at its next item boundary; any runner applies the rest. A request is
+deleted once applied, so applying is idempotent: a crash before the delete re-applies a
+no-op.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from jobs.atomic import read_json
+from jobs.errors import JobNotFound
+from jobs.lease import log_event, write_state
+from jobs.status import ItemStatus, JobStatus, can_transition
+from jobs.store import Store
+
+log = logging.getLogger(__name__)
+
+TARGET = {
+    "cancel": JobStatus.CANCELLED,
+    "pause": JobStatus.PAUSED,
+    "resume": JobStatus.QUEUED,
+    "retry": JobStatus.QUEUED,
+}
+
+
+def apply_requests(store: Store, own_job: str | None = None) -> list[tuple[Path, dict[str, Any]]]:
+    """Apply every request that is ours to apply; return (unapplied) requests for ``own_job``."""
+    mine = []
+    now = time.time()
+    for path, req in store.pending_requests():
+        job_id = req.get("job_id", "")
+        if job_id == own_job:
+            mine.append((path, req))
+            continue
+        try:
+            with store.locked(job_id):
+                state = read_json(store.job_dir(job_id) / "state.json") or {}
+                lease = state.get("lease")
+                if state.get("status") == JobStatus.RUNNING.value and lease and lease["expires_at"] > now:
+                    continue  # its owner applies it
+                apply_one(store, job_id, state, req)
+        except JobNotFound:
+            pass
+        path.unlink(missing_ok=True)
+    return mine
+
+
+def apply_one(store: Store, job_id: str, state: dict[str, Any], req: dict[str, Any]) -> bool:
+    """Apply one request to a job nobody is running. Caller holds the job lock."""
+    kind = req.get("kind")
+    target = TARGET.get(str(kind))
+    current = JobStatus(state.get("status", JobStatus.QUEUED))
+    if target is None or not can_transition(current, target) or (kind == "resume" and current != JobStatus.PAUSED):
+        log_event(store, job_id, "request_ignored", kind=kind, status=current.value)
+        return False
+    if kind == "retry":
+        if current == JobStatus.SUCCEEDED:
+            return False
+        retired = retire_failed(store, job_id, state)
+        state.update(error=None, lost_runners=0, finished_at=None, reason=None)
+        log_event(store, job_id, "retry", items=retired)
+    state.update(status=target.value, lease=None)
+    if target.is_terminal:
+        state["finished_at"] = time.time()
+    if kind == "resume":
+        state.update(reason=None, error=None)
+    write_state(store, job_id, state)
+    log_event(store, job_id, f"request_{kind}", status=target.value)
+    return True
+
+
+def retire_failed(store: Store, job_id: str, state: dict[str, Any]) -> int:
+    """Move failed/timed-out results aside (kept, not deleted) so those items run again."""
+    rdir = store.results_dir(job_id)
+    retired_dir = rdir / "retired"
+    round_no = int(state.get("round", 0)) + 1
+    n = 0
+    crashes = state.get("item_crashes", {})
+    for res in list(store.iter_results(job_id)):
+        if res.get("status") in (ItemStatus.FAILED.value, ItemStatus.TIMED_OUT.value):
+            retired_dir.mkdir(exist_ok=True)
+            src = store.result_path(job_id, res["index"])
+            os.replace(src, retired_dir / f"r{round_no}-{src.name}")
+            crashes.pop(str(res["index"]), None)
+            n += 1
+    state["round"] = round_no
+    state["progress"] = {**store.count_results(job_id), "current": None}
+    return n

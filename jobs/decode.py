@@ -1,0 +1,73 @@
+"""Decoding one item into an RGB image, in the worker process, with every refusal as InputError."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from PIL import Image, ImageFile, UnidentifiedImageError
+
+from jobs import config
+from jobs.errors import InputError
+
+# Our own limit is checked first with a clear message; PIL's bomb guard stays on behind it.
+Image.MAX_IMAGE_PIXELS = config.MAX_PIXELS
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+
+def _check_pixels(w: int, h: int, what: str) -> None:
+    if w * h > config.MAX_PIXELS:
+        raise InputError(
+            f"{what} is {w}x{h} = {w * h / 1e6:.0f} MP, above the {config.MAX_PIXELS / 1e6:.0f} MP limit "
+            "(OCRJOBS_MAX_PIXELS); scale it down or lower the dpi"
+        )
+
+
+def load_image(path: Path, page: int | None = None) -> Image.Image:
+    if not path.exists():
+        raise InputError(f"input file is missing: {path.name}")
+    if path.stat().st_size == 0:
+        raise InputError("file is empty (0 bytes)")
+    try:
+        im = Image.open(path)
+    except UnidentifiedImageError:
+        raise InputError(f"not an image, or an unsupported image format ({path.suffix or 'no extension'})") from None
+    except Image.DecompressionBombError as e:
+        raise InputError(f"image refused as a decompression bomb: {e}") from None
+    with im:
+        _check_pixels(*im.size, "image")
+        try:
+            if page:
+                im.seek(page - 1)
+            im.load()
+            return im.convert("RGB")
+        except (OSError, SyntaxError, ValueError, EOFError) as e:
+            raise InputError(f"image is truncated or damaged: {e}") from None
+
+
+def render_pdf_page(path: Path, page: int, dpi: int) -> Image.Image:
+    import pypdfium2 as pdfium
+
+    try:
+        doc = pdfium.PdfDocument(str(path))
+    except pdfium.PdfiumError as e:
+        raise InputError(f"not a readable PDF: {e}") from None
+    try:
+        pdf_page = doc[page - 1]
+        w_pt, h_pt = pdf_page.get_size()
+        scale = dpi / 72.0
+        _check_pixels(int(w_pt * scale), int(h_pt * scale), f"PDF page {page} at {dpi} dpi")
+        return pdf_page.render(scale=scale).to_pil().convert("RGB")
+    except pdfium.PdfiumError as e:
+        raise InputError(f"PDF page {page} could not be rendered: {e}") from None
+    finally:
+        doc.close()
+
+
+def load_item(job_dir: Path, item: dict[str, Any], dpi: int) -> Image.Image:
+    if item.get("error"):
+        raise InputError(item["error"])
+    path = job_dir / item["path"]
+    if item["kind"] == "pdf":
+        return render_pdf_page(path, int(item["page"]), dpi)
+    return load_image(path, item.get("page"))

@@ -1,0 +1,70 @@
+"""Retention and clean-up: old terminal jobs, temp files left by crashed writers."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+
+from jobs.atomic import TMP_PREFIX, read_json, remove_tree
+from jobs.status import JobStatus
+from jobs.store import Store
+
+log = logging.getLogger(__name__)
+
+TMP_MAX_AGE_S = 3600.0
+
+
+def housekeep(store: Store, retention_days: float, now: float | None = None) -> dict[str, int]:
+    """Delete terminal jobs finished more than ``retention_days`` ago, and stale temp files.
+
+    Never touches a job that is not terminal. Returns counts of what was removed.
+    """
+    now = now if now is not None else time.time()
+    removed = {"jobs": 0, "temp": 0}
+    cutoff = now - retention_days * 86400
+    for job in store.list_jobs():
+        finished = job.state.get("finished_at") or job.state.get("updated_at") or job.created_at
+        if job.status.is_terminal and finished < cutoff and _delete_job(store, job.id):
+            removed["jobs"] += 1
+    removed["temp"] += _sweep_tmp(store.jobs_dir, now, depth=3)
+    removed["temp"] += _sweep_tmp(store.requests_dir, now, depth=1)
+    removed["temp"] += _sweep_tmp(store.runners_dir, now, depth=1)
+    if any(removed.values()):
+        log.info("housekeeping removed %(jobs)d old jobs and %(temp)d temp files", removed)
+    return removed
+
+
+def _delete_job(store: Store, job_id: str) -> bool:
+    trash = store.root / "trash"
+    trash.mkdir(exist_ok=True)
+    with store.locked(), store.locked(job_id):
+        state = read_json(store.job_dir(job_id) / "state.json") or {}
+        if not JobStatus(state.get("status", "queued")).is_terminal:
+            return False
+        os.replace(store.job_dir(job_id), trash / f"{job_id}-{time.time_ns()}")
+    for leftover in trash.iterdir():
+        remove_tree(leftover)
+    return True
+
+
+def _sweep_tmp(root: Path, now: float, depth: int) -> int:
+    """Remove ``.tmp-*`` entries older than an hour: writers that died before their rename."""
+    n = 0
+    if depth <= 0 or not root.is_dir():
+        return 0
+    for entry in os.scandir(root):
+        try:
+            if entry.name.startswith(TMP_PREFIX):
+                if now - entry.stat(follow_symlinks=False).st_mtime > TMP_MAX_AGE_S:
+                    if entry.is_dir(follow_symlinks=False):
+                        remove_tree(Path(entry.path))
+                    else:
+                        os.unlink(entry.path)
+                    n += 1
+            elif entry.is_dir(follow_symlinks=False):
+                n += _sweep_tmp(Path(entry.path), now, depth - 1)
+        except FileNotFoundError:
+            continue
+    return n

@@ -1,0 +1,305 @@
+"""The job folder: where jobs, their items' results, requests and runner heartbeats live.
+
+This is the only module both the clients (CLI, dashboard) and the runners import. Clients
+only *add* files here (a new job folder, a request file); execution state is written by
+runners alone, through :mod:`jobs.lease`. See docs/architecture.md for the layout.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock, Timeout
+
+from jobs import config
+from jobs.atomic import TMP_PREFIX, Corrupt, atomic_write_json, quarantine, read_json
+from jobs.errors import JobNotFound, StoreBusy, SubmitError
+from jobs.status import ItemStatus, JobStatus
+
+log = logging.getLogger(__name__)
+
+REQUEST_KINDS = ("cancel", "pause", "resume", "retry")
+
+
+@dataclass
+class Job:
+    """A job as readers see it: the immutable submission merged with the runner-written state."""
+
+    id: str
+    created_at: float
+    priority: int
+    spec: dict[str, Any]
+    total: int
+    state: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def status(self) -> JobStatus:
+        return JobStatus(self.state.get("status", JobStatus.QUEUED))
+
+    @property
+    def lease(self) -> dict[str, Any] | None:
+        return self.state.get("lease")
+
+    def lease_expired(self, now: float | None = None) -> bool:
+        lease = self.lease
+        return lease is None or lease["expires_at"] <= (now if now is not None else time.time())
+
+    def progress(self) -> dict[str, Any]:
+        p = self.state.get("progress", {})
+        done, failed, timed_out = p.get("done", 0), p.get("failed", 0), p.get("timed_out", 0)
+        committed = done + failed + timed_out
+        run = self.state.get("run") or {}
+        rate = eta = None
+        if self.status == JobStatus.RUNNING and run.get("committed") and run.get("started_at"):
+            elapsed = max(time.time() - run["started_at"], 1e-6)
+            rate = run["committed"] / elapsed
+            eta = (self.total - committed) / rate if rate > 0 else None
+        return {
+            "total": self.total,
+            "done": done,
+            "failed": failed,
+            "timed_out": timed_out,
+            "committed": committed,
+            "percent": round(100.0 * committed / self.total, 1) if self.total else 100.0,
+            "current": p.get("current"),
+            "items_per_s": round(rate, 3) if rate else None,
+            "eta_s": round(eta, 1) if eta is not None else None,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "status": self.status.value,
+            "created_at": self.created_at,
+            "updated_at": self.state.get("updated_at", self.created_at),
+            "priority": self.priority,
+            "spec": self.spec,
+            "progress": self.progress(),
+            "lease": self.lease,
+            "attempts": self.state.get("attempts", 0),
+            "error": self.state.get("error"),
+            "started_at": self.state.get("started_at"),
+            "finished_at": self.state.get("finished_at"),
+        }
+
+
+def new_job_id() -> str:
+    """Sortable by creation time, unique without coordination."""
+    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
+
+
+class Store:
+    """Paths and reads of one job folder, plus the client-side writes (new files only)."""
+
+    def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
+        self.root = config.state_dir(root)
+        self.jobs_dir = self.root / "jobs"
+        self.requests_dir = self.root / "requests"
+        self.runners_dir = self.root / "runners"
+        for d in (self.jobs_dir, self.requests_dir, self.runners_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        self._cache: dict[Path, tuple[tuple[int, int, int], Any]] = {}
+
+    # -- paths -------------------------------------------------------------------------
+    def job_dir(self, job_id: str) -> Path:
+        if not job_id or "/" in job_id or job_id.startswith("."):
+            raise JobNotFound(job_id)
+        return self.jobs_dir / job_id
+
+    def lock(self, job_id: str | None = None, timeout: float = config.LOCK_TIMEOUT_S) -> FileLock:
+        """The store-wide claim lock, or one job's lock. Always with a timeout; never deleted."""
+        path = self.root / "store.lock" if job_id is None else self.job_dir(job_id) / "job.lock"
+        return FileLock(path, timeout=timeout, preserve_lock_file=True, thread_local=False)
+
+    def locked(self, job_id: str | None = None) -> _Locked:
+        return _Locked(self.lock(job_id), job_id)
+
+    # -- reads -------------------------------------------------------------------------
+    def _read_cached(self, path: Path, expect: type = dict) -> Any:
+        """Parse a JSON file, re-using the last parse while its (mtime, size, inode) holds."""
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            self._cache.pop(path, None)
+            return None
+        key = (st.st_mtime_ns, st.st_size, st.st_ino)
+        hit = self._cache.get(path)
+        if hit and hit[0] == key:
+            return hit[1]
+        obj = read_json(path, expect=expect)
+        self._cache[path] = (key, obj)
+        return obj
+
+    def _load(self, job_id: str) -> Job | None:
+        d = self.job_dir(job_id)
+        try:
+            sub = self._read_cached(d / "job.json")
+            if sub is None:
+                return None
+            job = Job(
+                id=sub["id"],
+                created_at=float(sub["created_at"]),
+                priority=int(sub.get("priority", 0)),
+                spec=dict(sub["spec"]),
+                total=int(sub["total"]),
+            )
+        except (Corrupt, KeyError, TypeError, ValueError) as e:
+            quarantine(self.root, d, f"job.json unreadable: {e}")
+            return None
+        try:
+            job.state = self._read_cached(d / "state.json") or {}
+            JobStatus(job.state.get("status", "queued"))
+        except (Corrupt, ValueError) as e:
+            # Losing state.json loses nothing committed: results stay, the job is re-queued.
+            quarantine(self.root, d / "state.json", f"state.json unreadable: {e}")
+            job.state = {}
+        return job
+
+    def get(self, job_id: str) -> Job:
+        job = self._load(job_id)
+        if job is None:
+            raise JobNotFound(job_id)
+        return job
+
+    def job_ids(self) -> list[str]:
+        with os.scandir(self.jobs_dir) as it:
+            return sorted(e.name for e in it if e.is_dir() and not e.name.startswith("."))
+
+    def list_jobs(self, statuses: set[JobStatus] | None = None) -> list[Job]:
+        """All jobs, newest first. Reads two small files a job, re-parsing only changed ones."""
+        seen: set[Path] = set()
+        out = []
+        for job_id in self.job_ids():
+            job = self._load(job_id)
+            seen.add(self.jobs_dir / job_id)
+            if job is not None and (statuses is None or job.status in statuses):
+                out.append(job)
+        for path in [p for p in self._cache if p.parent not in seen]:
+            del self._cache[path]
+        out.sort(key=lambda j: j.created_at, reverse=True)
+        return out
+
+    def manifest(self, job_id: str) -> list[dict[str, Any]]:
+        items = read_json(self.job_dir(job_id) / "manifest.json", expect=list)
+        if items is None:
+            raise JobNotFound(job_id)
+        return items
+
+    def results_dir(self, job_id: str) -> Path:
+        return self.job_dir(job_id) / "results"
+
+    def result_path(self, job_id: str, index: int) -> Path:
+        return self.results_dir(job_id) / f"{index:06d}.json"
+
+    def iter_results(self, job_id: str) -> Iterator[dict[str, Any]]:
+        rdir = self.results_dir(job_id)
+        if not rdir.is_dir():
+            return
+        for entry in sorted(os.scandir(rdir), key=lambda e: e.name):
+            if not entry.name.endswith(".json") or entry.name.startswith(TMP_PREFIX):
+                continue
+            try:
+                res = read_json(Path(entry.path))
+            except Corrupt as e:
+                quarantine(self.root, Path(entry.path), f"result unreadable, item will be redone: {e}")
+                continue
+            if res is not None:
+                yield res
+
+    def items(self, job_id: str) -> list[dict[str, Any]]:
+        """Every item of the job in order, with its result merged in (status 'pending' if none)."""
+        results = {r["index"]: r for r in self.iter_results(job_id)}
+        out = []
+        for item in self.manifest(job_id):
+            res = results.get(item["index"])
+            row = {"index": item["index"], "source": item["source"], "page": item.get("page")}
+            if res is None:
+                row.update(status="pending", text="", confidence=None, error=None)
+            else:
+                row.update({k: v for k, v in res.items() if k not in row})
+            out.append(row)
+        return out
+
+    def count_results(self, job_id: str) -> dict[str, int]:
+        counts = {s.value: 0 for s in ItemStatus}
+        for res in self.iter_results(job_id):
+            counts[res["status"]] = counts.get(res["status"], 0) + 1
+        return counts
+
+    def events(self, job_id: str, tail: int | None = None) -> list[dict[str, Any]]:
+        path = self.job_dir(job_id) / "events.jsonl"
+        try:
+            lines = path.read_text().splitlines()
+        except FileNotFoundError:
+            return []
+        out = []
+        for line in lines[-tail:] if tail else lines:
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # a torn last line after a crash
+        return out
+
+    def runners(self) -> list[dict[str, Any]]:
+        out = []
+        for path in sorted(self.runners_dir.glob("*.json")):
+            try:
+                hb = read_json(path)
+            except Corrupt:
+                continue
+            if hb:
+                out.append(hb)
+        return out
+
+    # -- client writes: new files only ---------------------------------------------------
+    def request(self, job_id: str, kind: str, **extra: Any) -> Path:
+        """Ask the runners to cancel/pause/resume/retry a job; applied at the next item boundary."""
+        if kind not in REQUEST_KINDS:
+            raise SubmitError(f"unknown request {kind!r}; use one of {', '.join(REQUEST_KINDS)}")
+        self.get(job_id)
+        name = f"{time.time_ns():020d}-{secrets.token_hex(3)}-{job_id}-{kind}.json"
+        path = self.requests_dir / name
+        atomic_write_json(path, {"job_id": job_id, "kind": kind, "at": time.time(), **extra})
+        return path
+
+    def pending_requests(self, job_id: str | None = None) -> list[tuple[Path, dict[str, Any]]]:
+        out = []
+        for path in sorted(self.requests_dir.glob("*.json")):
+            if path.name.startswith(TMP_PREFIX):
+                continue
+            try:
+                req = read_json(path)
+            except Corrupt as e:
+                quarantine(self.root, path, f"request unreadable: {e}")
+                continue
+            if req and (job_id is None or req.get("job_id") == job_id):
+                out.append((path, req))
+        return out
+
+
+class _Locked:
+    """``with store.locked(job_id):`` turning a lock timeout into a message a user can act on."""
+
+    def __init__(self, lock: FileLock, job_id: str | None) -> None:
+        self._lock, self._job_id = lock, job_id
+
+    def __enter__(self) -> None:
+        try:
+            self._lock.acquire()
+        except Timeout:
+            what = f"job {self._job_id}" if self._job_id else "the job store"
+            raise StoreBusy(
+                f"{what} stayed locked for {self._lock.timeout:.0f} s: another process holds "
+                f"{self._lock.lock_file}; check for a hung runner"
+            ) from None
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
