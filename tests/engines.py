@@ -1,0 +1,85 @@
+"""Engines for tests, loaded by the real runner through their import path (tests.engines:Name).
+
+Images tell the engines what to do: the text is the image size (so each item's result is
+checkable), and a coloured top-left pixel marks an image to hang on (red) or crash on (blue).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from jobs.engines.base import Engine, Recognition
+
+RED = (255, 0, 0)
+BLUE = (0, 0, 255)
+
+
+class SizeEngine(Engine):
+    """Answers "<width>x<height>" after ``delay`` seconds; logs every call to ``log`` if given."""
+
+    name = "size"
+
+    def load(self, device: str = "auto") -> None:
+        self.delay = float(self.options.get("delay", 0.0))
+        self.log = self.options.get("log")
+        self.device = "cpu"
+
+    def recognize(self, images: list[Image.Image]) -> list[Any]:
+        out = []
+        for im in images:
+            self.react(im)
+            time.sleep(self.delay)
+            text = f"{im.width}x{im.height}"
+            if self.log:
+                with open(self.log, "a") as f:
+                    f.write(f"{os.getpid()} {text}\n")
+            out.append(Recognition(text=text, confidence=0.99))
+        return out
+
+    def react(self, im: Image.Image) -> None:
+        pass
+
+
+class HangEngine(SizeEngine):
+    """Never returns on a red-marked image, and ignores the soft stop (like a wedged model)."""
+
+    def react(self, im: Image.Image) -> None:
+        if im.getpixel((0, 0)) == RED:
+            while True:
+                time.sleep(0.05)
+
+
+class CrashEngine(SizeEngine):
+    """Kills its own process on a blue-marked image (like a segfault in native code)."""
+
+    def react(self, im: Image.Image) -> None:
+        if im.getpixel((0, 0)) == BLUE:
+            os._exit(3)
+
+
+class FlakyEngine(SizeEngine):
+    """Raises on the first ``fail_times`` calls for each image, then succeeds (a transient error)."""
+
+    def react(self, im: Image.Image) -> None:
+        counter = Path(self.options["counter_dir"]) / f"{im.width}x{im.height}"
+        n = int(counter.read_text()) if counter.exists() else 0
+        counter.write_text(str(n + 1))
+        if n < int(self.options.get("fail_times", 1)):
+            raise ConnectionError(f"transient failure {n + 1}")
+
+
+class DictEngine(SizeEngine):
+    """Returns plain dicts instead of Recognition objects (the other allowed result shape)."""
+
+    def recognize(self, images: list[Image.Image]) -> list[Any]:
+        return [{"text": f"{im.width}x{im.height}"} for im in images]
+
+
+class BrokenLoadEngine(SizeEngine):
+    def load(self, device: str = "auto") -> None:
+        raise RuntimeError("model weights not found in /models/missing")
