@@ -1,0 +1,56 @@
+# Two commands on a fresh machine: `make run` and `make test`.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+STATE ?= state
+HOST ?= 127.0.0.1
+PORT ?= 8501
+CPU_TORCH := torch==2.13.0
+CJK_FONT := /usr/share/fonts/truetype/wqy/wqy-zenhei.ttc
+
+.PHONY: setup run runner dashboard test lint clean
+
+setup: $(STAMP) system-deps
+
+# Re-installs only when a requirements file changes, so a second `make setup` is quick.
+$(STAMP): requirements.txt requirements-dev.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	if ! command -v nvidia-smi >/dev/null 2>&1; then \
+		echo "no GPU found: installing the CPU build of torch ($(CPU_TORCH))"; \
+		$(PY) -m pip install -q "$(CPU_TORCH)"; \
+	fi
+	$(PY) -m pip install -q -r requirements.txt -r requirements-dev.txt
+	touch $(STAMP)
+
+# Debian packages the tests need: a CJK font to render Chinese test pages.
+.PHONY: system-deps
+system-deps:
+	@if [ ! -f $(CJK_FONT) ]; then \
+		if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+			(apt-get update -qq && apt-get install -y -qq fonts-wqy-zenhei) >/dev/null; \
+		else \
+			echo "warning: fonts-wqy-zenhei is missing (Chinese OCR tests will be skipped); install it with apt"; \
+		fi; \
+	fi
+
+run: setup
+	@mkdir -p $(STATE)
+	@echo "runner + dashboard on http://$(HOST):$(PORT) (job folder: $(STATE)); Ctrl-C stops both"
+	@$(PY) runner.py --state $(STATE) & runner=$$!; \
+	trap 'kill $$runner 2>/dev/null; wait $$runner' EXIT INT TERM; \
+	OCRJOBS_STATE=$(STATE) $(VENV)/bin/streamlit run dashboard.py --server.address $(HOST) --server.port $(PORT) \
+		--server.headless true --browser.gatherUsageStats false
+
+runner: setup
+	$(PY) runner.py --state $(STATE)
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+test: setup lint
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache
