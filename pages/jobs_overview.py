@@ -14,6 +14,6 @@ rows = [
     for j in store.list_jobs()
 ]
 if rows:
-    st.dataframe(rows, hide_index=True, use_container_width=True)
+    st.dataframe(rows, hide_index=True, width="stretch")
 else:
     st.info("No jobs yet.")
