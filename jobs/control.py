@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from jobs.atomic import read_json
 from jobs.errors import JobNotFound
 from jobs.lease import log_event, write_state
 from jobs.status import ItemStatus, JobStatus, can_transition
@@ -41,7 +40,7 @@ def apply_requests(store: Store, own_job: str | None = None) -> list[tuple[Path,
             continue
         try:
             with store.locked(job_id):
-                state = read_json(store.job_dir(job_id) / "state.json") or {}
+                state = store.read_state(job_id)
                 lease = state.get("lease")
                 if state.get("status") == JobStatus.RUNNING.value and lease and lease["expires_at"] > now:
                     continue  # its owner applies it

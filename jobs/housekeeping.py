@@ -7,7 +7,7 @@ import os
 import time
 from pathlib import Path
 
-from jobs.atomic import TMP_PREFIX, read_json, remove_tree
+from jobs.atomic import TMP_PREFIX, remove_tree
 from jobs.status import JobStatus
 from jobs.store import Store
 
@@ -40,7 +40,7 @@ def _delete_job(store: Store, job_id: str) -> bool:
     trash = store.root / "trash"
     trash.mkdir(exist_ok=True)
     with store.locked(), store.locked(job_id):
-        state = read_json(store.job_dir(job_id) / "state.json") or {}
+        state = store.read_state(job_id)
         if not JobStatus(state.get("status", "queued")).is_terminal:
             return False
         os.replace(store.job_dir(job_id), trash / f"{job_id}-{time.time_ns()}")

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import errno
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from jobs.atomic import append_line, atomic_write_json, read_json
+from jobs.atomic import append_line, atomic_write_json
 from jobs.errors import LeaseLost
 from jobs.status import ItemStatus, JobStatus, transition
 from jobs.store import Job, Store
@@ -47,10 +47,8 @@ def write_state(store: Store, job_id: str, state: dict[str, Any]) -> None:
 
 
 def _fresh(store: Store, job_id: str) -> Job:
-    """Re-read a job from disk under its lock (never from a cache)."""
-    job = store.get(job_id)
-    job.state = read_json(store.job_dir(job_id) / "state.json") or {}
-    return job
+    """The job with its state re-read from disk under its lock (never from a cache)."""
+    return replace(store.get(job_id), state=store.read_state(job_id))
 
 
 def is_claimable(job: Job, now: float) -> bool:
@@ -114,7 +112,7 @@ def _take(store: Store, job: Job, runner_id: str, lease_s: float, max_attempts: 
 
 
 def _check_fence(store: Store, claim: Claim) -> dict[str, Any]:
-    disk = read_json(store.job_dir(claim.job_id) / "state.json") or {}
+    disk = store.read_state(claim.job_id)
     lease = disk.get("lease") or {}
     if (
         disk.get("status") != JobStatus.RUNNING.value

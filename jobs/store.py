@@ -106,7 +106,9 @@ class Store:
         self.runners_dir = self.root / "runners"
         for d in (self.jobs_dir, self.requests_dir, self.runners_dir):
             d.mkdir(parents=True, exist_ok=True)
-        self._cache: dict[Path, tuple[tuple[int, int, int], Any]] = {}
+        self._cache: dict[str, tuple[tuple[int, int, int] | None, Job]] = {}
+        self._submissions: dict[str, Job] = {}
+        self._jobs_prefix = f"{self.jobs_dir}/"
 
     # -- paths -------------------------------------------------------------------------
     def job_dir(self, job_id: str) -> Path:
@@ -123,45 +125,50 @@ class Store:
         return _Locked(self.lock(job_id), job_id)
 
     # -- reads -------------------------------------------------------------------------
-    def _read_cached(self, path: Path, expect: type = dict) -> Any:
-        """Parse a JSON file, re-using the last parse while its (mtime, size, inode) holds."""
-        try:
-            st = path.stat()
-        except FileNotFoundError:
-            self._cache.pop(path, None)
-            return None
-        key = (st.st_mtime_ns, st.st_size, st.st_ino)
-        hit = self._cache.get(path)
-        if hit and hit[0] == key:
-            return hit[1]
-        obj = read_json(path, expect=expect)
-        self._cache[path] = (key, obj)
-        return obj
-
     def _load(self, job_id: str) -> Job | None:
+        """A job from its two small files. job.json never changes after submit, so it is parsed
+        once; state.json is re-parsed only when its (mtime, size, inode) changed."""
+        try:
+            st = os.stat(f"{self._jobs_prefix}{job_id}/state.json")  # str, not Path: the hot path at 10k jobs
+            key: tuple[int, int, int] | None = (st.st_mtime_ns, st.st_size, st.st_ino)
+        except FileNotFoundError:
+            key = None
+        hit = self._cache.get(job_id)
+        if hit is not None and hit[0] == key:
+            return hit[1]
         d = self.job_dir(job_id)
-        try:
-            sub = self._read_cached(d / "job.json")
-            if sub is None:
+        sub = self._submissions.get(job_id)
+        if sub is None:
+            try:
+                raw = read_json(d / "job.json")
+                if raw is None:
+                    return None
+                sub = Job(
+                    id=raw["id"],
+                    created_at=float(raw["created_at"]),
+                    priority=int(raw.get("priority", 0)),
+                    spec=dict(raw["spec"]),
+                    total=int(raw["total"]),
+                )
+            except (Corrupt, KeyError, TypeError, ValueError) as e:
+                quarantine(self.root, d, f"job.json unreadable: {e}")
                 return None
-            job = Job(
-                id=sub["id"],
-                created_at=float(sub["created_at"]),
-                priority=int(sub.get("priority", 0)),
-                spec=dict(sub["spec"]),
-                total=int(sub["total"]),
-            )
-        except (Corrupt, KeyError, TypeError, ValueError) as e:
-            quarantine(self.root, d, f"job.json unreadable: {e}")
-            return None
-        try:
-            job.state = self._read_cached(d / "state.json") or {}
-            JobStatus(job.state.get("status", "queued"))
-        except (Corrupt, ValueError) as e:
-            # Losing state.json loses nothing committed: results stay, the job is re-queued.
-            quarantine(self.root, d / "state.json", f"state.json unreadable: {e}")
-            job.state = {}
+            self._submissions[job_id] = sub
+        job = Job(sub.id, sub.created_at, sub.priority, sub.spec, sub.total, self.read_state(job_id))
+        self._cache[job_id] = (key, job)
         return job
+
+    def read_state(self, job_id: str) -> dict[str, Any]:
+        """A job's runner-written state; {} (queued) if none. A corrupt one is quarantined:
+        that loses nothing committed, the results stay and the job is simply re-queued."""
+        path = self.job_dir(job_id) / "state.json"
+        try:
+            state = read_json(path) or {}
+            JobStatus(state.get("status", "queued"))
+        except (Corrupt, ValueError) as e:
+            quarantine(self.root, path, f"state.json unreadable: {e}")
+            return {}
+        return state
 
     def get(self, job_id: str) -> Job:
         job = self._load(job_id)
@@ -174,16 +181,18 @@ class Store:
             return sorted(e.name for e in it if e.is_dir() and not e.name.startswith("."))
 
     def list_jobs(self, statuses: set[JobStatus] | None = None) -> list[Job]:
-        """All jobs, newest first. Reads two small files a job, re-parsing only changed ones."""
-        seen: set[Path] = set()
+        """All jobs, newest first: one stat a job, re-parsing only what changed; never a result file."""
+        ids = self.job_ids()
         out = []
-        for job_id in self.job_ids():
+        for job_id in ids:
             job = self._load(job_id)
-            seen.add(self.jobs_dir / job_id)
             if job is not None and (statuses is None or job.status in statuses):
                 out.append(job)
-        for path in [p for p in self._cache if p.parent not in seen]:
-            del self._cache[path]
+        if len(self._cache) > len(ids):
+            alive = set(ids)
+            for gone in [k for k in self._cache if k not in alive]:
+                self._cache.pop(gone, None)
+                self._submissions.pop(gone, None)
         out.sort(key=lambda j: j.created_at, reverse=True)
         return out
 
