@@ -60,9 +60,14 @@ class WorkerHandle:
         return self.task is None and self.proc.is_alive()
 
     def send_task(self, inflight: InFlight, payload: dict[str, Any]) -> None:
+        """Hand over an item. A worker that died since it was last seen idle is noticed by the
+        supervisor's liveness check, which then treats the item like any other crash."""
         assert self.conn is not None
         self.task = inflight
-        self.conn.send(("task", payload))
+        try:
+            self.conn.send(("task", payload))
+        except OSError:
+            log.warning("worker %d: could not send item %s (worker gone)", self.slot, inflight.item["index"])
 
     def soft_stop(self) -> None:
         if self.task and not self.task.soft_sent:

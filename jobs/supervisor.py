@@ -164,6 +164,8 @@ class Runner:
         except LeaseLost as e:
             log.warning("%s: stopping work on this job without committing", e)
             self._abandon()
+        except StoreBusy as e:
+            log.warning("%s; trying again", e)
         except OSError as e:
             if not lease.is_disk_full(e):
                 raise
