@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -13,12 +14,14 @@ from jobs.errors import InputError
 # Our own limit is checked first with a clear message; PIL's bomb guard stays on behind it.
 Image.MAX_IMAGE_PIXELS = config.MAX_PIXELS
 ImageFile.LOAD_TRUNCATED_IMAGES = False
+#: What PIL raises, at open, seek or load, on a damaged or truncated file.
+_DAMAGED = (OSError, SyntaxError, ValueError, EOFError, TypeError, KeyError, IndexError, struct.error)
 
 
 def _check_pixels(w: int, h: int, what: str) -> None:
     if w * h > config.MAX_PIXELS:
         raise InputError(
-            f"{what} is {w}x{h} = {w * h / 1e6:.0f} MP, above the {config.MAX_PIXELS / 1e6:.0f} MP limit "
+            f"{what} is {w}x{h} = {w * h / 1e6:.1f} MP, above the {config.MAX_PIXELS / 1e6:.1f} MP limit "
             "(OCRJOBS_MAX_PIXELS); scale it down or lower the dpi"
         )
 
@@ -32,16 +35,22 @@ def load_image(path: Path, page: int | None = None) -> Image.Image:
         im = Image.open(path)
     except UnidentifiedImageError:
         raise InputError(f"not an image, or an unsupported image format ({path.suffix or 'no extension'})") from None
-    except Image.DecompressionBombError as e:
-        raise InputError(f"image refused as a decompression bomb: {e}") from None
+    except Image.DecompressionBombError:
+        # PIL's guard fires at open, before our check, for images over twice the limit.
+        raise InputError(
+            f"image is more than twice the {config.MAX_PIXELS / 1e6:.1f} MP limit (OCRJOBS_MAX_PIXELS), "
+            "refused unread as a likely decompression bomb; scale it down"
+        ) from None
+    except _DAMAGED as e:
+        raise InputError(f"image is truncated or damaged: {e}") from None
     with im:
-        _check_pixels(*im.size, "image")
         try:
             if page:
-                im.seek(page - 1)
+                im.seek(page - 1)  # a TIFF page has its own size: check the page asked for
+            _check_pixels(*im.size, f"page {page}" if page else "image")
             im.load()
             return im.convert("RGB")
-        except (OSError, SyntaxError, ValueError, EOFError) as e:
+        except _DAMAGED as e:
             raise InputError(f"image is truncated or damaged: {e}") from None
 
 

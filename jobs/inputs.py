@@ -10,10 +10,12 @@ from __future__ import annotations
 import shutil
 import stat
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from jobs import config
+from jobs.lease import is_disk_full
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 PDF_EXTS = {".pdf"}
@@ -21,6 +23,8 @@ ZIP_EXTS = {".zip"}
 SUPPORTED = sorted(IMAGE_EXTS | PDF_EXTS | ZIP_EXTS)
 
 Item = dict[str, Any]
+#: What zipfile raises on a damaged archive or entry (bad headers, names, data, or methods).
+_ZIP_ERRORS = (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError, zlib.error)
 
 
 def _error_item(source: str, rel: str, message: str, kind: str = "image") -> Item:
@@ -102,7 +106,7 @@ def expand_zip(job_dir: Path, path: Path, source: str) -> list[Item]:
     rel = path.relative_to(job_dir).as_posix()
     try:
         zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as e:
+    except _ZIP_ERRORS as e:
         return [_error_item(source, rel, f"not a readable ZIP ({e})", kind="zip")]
     with zf:
         infos = [i for i in zf.infolist() if not i.is_dir()]
@@ -118,7 +122,7 @@ def expand_zip(job_dir: Path, path: Path, source: str) -> list[Item]:
                 _error_item(
                     source,
                     rel,
-                    f"ZIP would expand to {declared / 1e9:.1f} GB, above the {config.MAX_ZIP_BYTES / 1e9:.1f} GB limit "
+                    f"ZIP would expand to {_size(declared)}, above the {_size(config.MAX_ZIP_BYTES)} limit "
                     "(a zip bomb, or split it into smaller archives)",
                     "zip",
                 )
@@ -142,8 +146,10 @@ def expand_zip(job_dir: Path, path: Path, source: str) -> list[Item]:
             dest.parent.mkdir(parents=True, exist_ok=True)
             try:
                 budget -= _extract_bounded(zf, info, dest, budget)
-            except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+            except _ZIP_ERRORS as e:
                 dest.unlink(missing_ok=True)
+                if is_disk_full(e):
+                    raise  # the submit fails as a whole, with its disk-full message
                 items.append(_error_item(member_source, rel, f"ZIP entry could not be extracted: {e}"))
                 continue
             items.extend(expand(job_dir, dest, member_source, in_zip=True))
@@ -159,9 +165,19 @@ def _extract_bounded(zf: zipfile.ZipFile, info: zipfile.ZipInfo, dest: Path, bud
         while chunk := src.read(1 << 20):
             written += len(chunk)
             if written > budget:
-                raise ValueError(f"expands past the {config.MAX_ZIP_BYTES / 1e9:.1f} GB ZIP limit")
+                raise ValueError(f"expands past the {_size(config.MAX_ZIP_BYTES)} ZIP limit")
             out.write(chunk)
     return written
+
+
+def _size(n: float) -> str:
+    """A byte count for people: 900 B, 12.3 MB, 4.3 GB."""
+    unit = "B"
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            break
+        n /= 1000
+    return f"{n:.0f} B" if unit == "B" else f"{n:.1f} {unit}"
 
 
 def copy_input(src: Path, dest: Path) -> None:

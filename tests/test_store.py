@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from jobs import atomic, store as store_mod
+from jobs import atomic
+from jobs import store as store_mod
 from jobs.housekeeping import housekeep
 from jobs.lease import claim_next, commit_item, finish
 from jobs.status import JobStatus

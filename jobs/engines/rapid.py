@@ -32,7 +32,7 @@ class RapidEngine(Engine):
         if not found:
             return Recognition(text="", confidence=None, boxes=[])
         boxes: list[dict[str, Any]] = [
-            {"box": [[float(x), float(y)] for x, y in box], "text": text, "confidence": float(score)}
+            {"box": [[float(x), float(y)] for x, y in box], "text": text.strip(), "confidence": float(score)}
             for box, text, score in found
         ]
         lines = reading_order(boxes)
