@@ -321,7 +321,10 @@ class Runner:
         if now < self._next["requests"]:
             return
         self._next["requests"] = now + 0.5
+        applying = self.draining[2] if self.draining else []
         for path, req in apply_requests(self.store, own_job=self.claim.job_id):
+            if path in applying:
+                continue  # already being applied; its file is removed when the job ends
             kind = req.get("kind")
             if kind == "cancel":
                 self._drain(JobStatus.CANCELLED, [path], soft=True)
@@ -336,6 +339,10 @@ class Runner:
         deadline = time.monotonic() + (self.opts.grace_s if soft or target == JobStatus.QUEUED else 1e9)
         if target == JobStatus.FAILED:
             deadline = time.monotonic()
+        if self.draining is not None:  # a later request never postpones an earlier deadline
+            if self.draining[0] == target:
+                deadline = min(deadline, self.draining[1])
+            requests = [*self.draining[2], *requests]
         self.draining = (target, deadline, requests)
         if error:
             self.claim_error = error

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import signal
 import threading
 import time
 import traceback
@@ -59,6 +60,10 @@ def _heartbeat(chan: _Channel, interval: float) -> None:
 
 
 def worker_main(conn: Connection, device: str, hb_interval: float) -> None:
+    # Ctrl-C or a service stop signals the whole process group: the supervisor alone decides when
+    # a worker stops (it lets the item finish, or kills the worker), so a stop never blames an item.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s worker[%(process)d] %(levelname)s %(message)s")
     chan = _Channel(conn)
     threading.Thread(target=_heartbeat, args=(chan, hb_interval), daemon=True, name="heartbeat").start()
