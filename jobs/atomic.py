@@ -7,6 +7,7 @@ so after a crash the file holds either the previous or the new version.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -19,6 +20,10 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 TMP_PREFIX = ".tmp-"
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 def fsync_dir(path: Path) -> None:

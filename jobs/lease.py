@@ -8,7 +8,6 @@ the runner that took the job over.
 
 from __future__ import annotations
 
-import errno
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -182,7 +181,3 @@ def final_status(progress: dict[str, Any]) -> JobStatus:
     if progress.get(ItemStatus.DONE.value, 0) == 0:
         return JobStatus.FAILED
     return JobStatus.COMPLETED_WITH_ERRORS
-
-
-def is_disk_full(exc: BaseException) -> bool:
-    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)

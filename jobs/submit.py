@@ -12,11 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from jobs import config
-from jobs.atomic import TMP_PREFIX, atomic_write_json, fsync_dir, remove_tree
+from jobs.atomic import TMP_PREFIX, atomic_write_json, fsync_dir, is_disk_full, remove_tree
 from jobs.engines.registry import ENGINES
 from jobs.errors import SubmitError
 from jobs.inputs import copy_input, expand
-from jobs.lease import is_disk_full
 from jobs.store import Store, new_job_id
 
 _IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")

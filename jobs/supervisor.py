@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from jobs import config, lease
-from jobs.atomic import atomic_write_json
+from jobs.atomic import atomic_write_json, is_disk_full
 from jobs.control import apply_requests
 from jobs.errors import LeaseLost, StoreBusy
 from jobs.housekeeping import housekeep
@@ -60,6 +60,7 @@ class Runner:
         self.job_spec: dict[str, Any] = {}
         self.draining: tuple[JobStatus, float, list[Path]] | None = None
         self.stopping = False
+        self._stop_deadline = float("inf")
         self.counters = {"done": 0, "failed": 0, "timed_out": 0}
         self.last_error: str | None = None
         self.claim_error: str | None = None
@@ -105,6 +106,7 @@ class Runner:
             return
         log.info("signal %d: finishing the current item (grace %.0f s), then exiting", signum, self.opts.grace_s)
         self.stopping = True
+        self._stop_deadline = time.monotonic() + self.opts.grace_s
 
     def _wait(self, timeout: float) -> None:
         conns = [w.conn for w in self.workers if w.conn is not None and not w.conn.closed]
@@ -157,8 +159,8 @@ class Runner:
             self._check_workers()
             self._renew_if_due()
             self._own_requests()
-            if self.stopping and self.draining is None:
-                self._drain(JobStatus.QUEUED, [])
+            if self.stopping:
+                self._drain_for_shutdown()
             self._dispatch()
             self._maybe_finish()
         except LeaseLost as e:
@@ -167,7 +169,7 @@ class Runner:
         except StoreBusy as e:
             log.warning("%s; trying again", e)
         except OSError as e:
-            if not lease.is_disk_full(e):
+            if not is_disk_full(e):
                 raise
             self._on_disk_full(e)
 
@@ -349,6 +351,14 @@ class Runner:
         if soft:
             for w in self.workers:
                 w.soft_stop()
+
+    def _drain_for_shutdown(self) -> None:
+        """On SIGTERM: hand the job back, or finish a pause or cancel under way, within the grace."""
+        if self.draining is None:
+            self._drain(JobStatus.QUEUED, [])
+            return
+        target, deadline, requests = self.draining
+        self.draining = (target, min(deadline, self._stop_deadline), requests)
 
     def _maybe_finish(self) -> None:
         assert self.claim is not None
