@@ -57,6 +57,7 @@ def _parser() -> argparse.ArgumentParser:
         ("pause", "pause a job"),
         ("resume", "resume a paused job"),
         ("retry", "retry failed and timed-out items"),
+        ("delete", "delete a job and its files (a running job is cancelled first)"),
     ):
         sub.add_parser(name, parents=[common], help=text).add_argument("job_id", metavar="ID")
     e = sub.add_parser("export", parents=[common], help="write a job's results to a file")
@@ -193,6 +194,7 @@ COMMANDS = {
     "pause": cmd_request,
     "resume": cmd_request,
     "retry": cmd_request,
+    "delete": cmd_request,
     "export": cmd_export,
     "health": cmd_health,
 }

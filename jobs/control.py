@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from jobs.errors import JobNotFound
+from jobs.housekeeping import delete_job
 from jobs.lease import log_event, write_state
 from jobs.status import ItemStatus, JobStatus, can_transition
 from jobs.store import Store
@@ -43,8 +44,11 @@ def apply_requests(store: Store, own_job: str | None = None) -> list[tuple[Path,
                 state = store.read_state(job_id)
                 lease = state.get("lease")
                 if state.get("status") == JobStatus.RUNNING.value and lease and lease["expires_at"] > now:
-                    continue  # its owner applies it
-                apply_one(store, job_id, state, req)
+                    continue  # its owner applies it (a delete: it cancels first, then any runner deletes)
+                if req.get("kind") != "delete":
+                    apply_one(store, job_id, state, req)
+            if req.get("kind") == "delete":
+                delete_job(store, job_id)  # takes the store lock first: never inside the job lock
         except JobNotFound:
             pass
         path.unlink(missing_ok=True)

@@ -26,7 +26,7 @@ def housekeep(store: Store, retention_days: float, now: float | None = None) -> 
     cutoff = now - retention_days * 86400
     for job in store.list_jobs():
         finished = job.state.get("finished_at") or job.state.get("updated_at") or job.created_at
-        if job.status.is_terminal and finished < cutoff and _delete_job(store, job.id):
+        if job.status.is_terminal and finished < cutoff and delete_job(store, job.id, terminal_only=True):
             removed["jobs"] += 1
     removed["temp"] += _sweep_tmp(store.jobs_dir, now, depth=3)
     removed["temp"] += _sweep_tmp(store.requests_dir, now, depth=1)
@@ -36,12 +36,14 @@ def housekeep(store: Store, retention_days: float, now: float | None = None) -> 
     return removed
 
 
-def _delete_job(store: Store, job_id: str) -> bool:
+def delete_job(store: Store, job_id: str, *, terminal_only: bool = False) -> bool:
+    """Remove a job that is not running (or not terminal), with all its files; False if it was."""
     trash = store.root / "trash"
     trash.mkdir(exist_ok=True)
     with store.locked(), store.locked(job_id):
         state = store.read_state(job_id)
-        if not JobStatus(state.get("status", "queued")).is_terminal:
+        status = JobStatus(state.get("status", "queued"))
+        if status == JobStatus.RUNNING or (terminal_only and not status.is_terminal):
             return False
         os.replace(store.job_dir(job_id), trash / f"{job_id}-{time.time_ns()}")
     for leftover in trash.iterdir():

@@ -26,7 +26,7 @@ from jobs.status import ItemStatus, JobStatus
 
 log = logging.getLogger(__name__)
 
-REQUEST_KINDS = ("cancel", "pause", "resume", "retry")
+REQUEST_KINDS = ("cancel", "pause", "resume", "retry", "delete")
 
 
 @dataclass
@@ -270,7 +270,7 @@ class Store:
 
     # -- client writes: new files only ---------------------------------------------------
     def request(self, job_id: str, kind: str, **extra: Any) -> Path:
-        """Ask the runners to cancel/pause/resume/retry a job; applied at the next item boundary."""
+        """Ask the runners to cancel/pause/resume/retry/delete a job; applied at the next item boundary."""
         if kind not in REQUEST_KINDS:
             raise SubmitError(f"unknown request {kind!r}; use one of {', '.join(REQUEST_KINDS)}")
         self.get(job_id)

@@ -330,6 +330,8 @@ class Runner:
             kind = req.get("kind")
             if kind == "cancel":
                 self._drain(JobStatus.CANCELLED, [path], soft=True)
+            elif kind == "delete":  # cancel now; the request stays, and is applied once the job stops
+                self._drain(JobStatus.CANCELLED, [], soft=True)
             elif kind == "pause" and (self.draining is None or self.draining[0] == JobStatus.QUEUED):
                 self._drain(JobStatus.PAUSED, [path])
             else:
