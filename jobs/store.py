@@ -13,7 +13,7 @@ import os
 import secrets
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ class Job:
     spec: dict[str, Any]
     total: int
     state: dict[str, Any] = field(default_factory=dict)
+    inputs: list[str] = field(default_factory=list)
 
     @property
     def status(self) -> JobStatus:
@@ -81,6 +82,7 @@ class Job:
             "created_at": self.created_at,
             "updated_at": self.state.get("updated_at", self.created_at),
             "priority": self.priority,
+            "inputs": self.inputs,
             "spec": self.spec,
             "progress": self.progress(),
             "lease": self.lease,
@@ -149,12 +151,13 @@ class Store:
                     priority=int(raw.get("priority", 0)),
                     spec=dict(raw["spec"]),
                     total=int(raw["total"]),
+                    inputs=[str(name) for name in raw.get("inputs", [])],
                 )
             except (Corrupt, KeyError, TypeError, ValueError) as e:
                 quarantine(self.root, d, f"job.json unreadable: {e}")
                 return None
             self._submissions[job_id] = sub
-        job = Job(sub.id, sub.created_at, sub.priority, sub.spec, sub.total, self.read_state(job_id))
+        job = replace(sub, state=self.read_state(job_id))
         self._cache[job_id] = (key, job)
         return job
 
@@ -190,7 +193,7 @@ class Store:
                 out.append(job)
         if len(self._cache) > len(ids):
             alive = set(ids)
-            for gone in [k for k in self._cache if k not in alive]:
+            for gone in set(self._cache) - alive:  # set(): a C-level copy, safe beside other threads
                 self._cache.pop(gone, None)
                 self._submissions.pop(gone, None)
         out.sort(key=lambda j: j.created_at, reverse=True)

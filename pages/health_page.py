@@ -1,0 +1,62 @@
+"""Health: runners, GPU, machine resources, backlog and alerts, from one health model."""
+
+from __future__ import annotations
+
+import shutil
+
+import psutil
+import streamlit as st
+
+from jobs.health import check
+from pages.common import age, get_store
+
+store = get_store()
+st.title("Health")
+
+
+@st.fragment(run_every="5s")
+def live() -> None:
+    report = check(store)
+    {"ok": st.success, "degraded": st.warning, "down": st.error}[report["status"]](f"Status: **{report['status']}**")
+    for reason in report["reasons"]:
+        st.warning(reason)
+
+    st.subheader("Runners")
+    if report["runners"]:
+        st.dataframe(
+            [
+                {
+                    "runner": r["id"],
+                    "state": r["state"],
+                    "heartbeat": age(r["age_s"]) + " ago",
+                    "job": r.get("job"),
+                    "items": ", ".join(str(w.get("item")) for w in r.get("workers", []) if w.get("item") is not None),
+                    "pid": r.get("pid"),
+                    "host": r.get("host"),
+                }
+                for r in report["runners"]
+            ],
+            hide_index=True,
+        )
+    else:
+        st.info("No runner has ever reported. Start one with `python runner.py` (or `make run`).")
+
+    st.subheader("GPU")
+    gpus = [g for r in report["runners"] if r["state"] == "alive" for g in (r.get("gpu") or {}).get("gpus", [])]
+    if gpus:
+        st.dataframe(gpus, hide_index=True)
+    else:
+        st.caption("No GPU — CPU mode.")
+
+    st.subheader("Machine")
+    disk = shutil.disk_usage(store.root)
+    mem = psutil.virtual_memory()
+    c = st.columns(4)
+    c[0].metric("CPU", f"{psutil.cpu_percent(interval=None):.0f} %")
+    c[1].metric("RAM used", f"{mem.percent:.0f} %")
+    c[2].metric("Disk free (job folder)", f"{100 * disk.free / disk.total:.1f} %")
+    c[3].metric("Backlog (items)", report["backlog_items"])
+    st.caption("Jobs by status: " + ", ".join(f"{k} {v}" for k, v in report["jobs"].items() if v))
+
+
+live()
