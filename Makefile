@@ -24,14 +24,20 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(PY) -m pip install -q -r requirements.txt -r requirements-dev.txt
 	touch $(STAMP)
 
-# Debian packages the tests need: a CJK font to render Chinese test pages.
+# Debian packages: a CJK font to render Chinese test pages, chromium for the browser test
+# (driven by Playwright with executable_path; Playwright never downloads a browser here).
+DEBS := fonts-wqy-zenhei chromium
 .PHONY: system-deps
 system-deps:
-	@if [ ! -f $(CJK_FONT) ]; then \
+	@missing=""; \
+	[ -f $(CJK_FONT) ] || missing="$$missing fonts-wqy-zenhei"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
 		if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
-			(apt-get update -qq && apt-get install -y -qq fonts-wqy-zenhei) >/dev/null; \
+			echo "installing Debian packages:$$missing"; \
+			(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing) >/dev/null; \
 		else \
-			echo "warning: fonts-wqy-zenhei is missing (Chinese OCR tests will be skipped); install it with apt"; \
+			echo "warning: missing Debian packages:$$missing (tests that need them are skipped)"; \
 		fi; \
 	fi
 

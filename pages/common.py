@@ -8,6 +8,7 @@ from __future__ import annotations
 import hmac
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 import streamlit as st
@@ -15,12 +16,13 @@ import streamlit as st
 from jobs import Job, Store
 from jobs.status import JobStatus
 
-PAGE_JOB = "pages/job_page.py"
+HERE = Path(__file__).parent
+#: The pages, made once so page links point at the very objects st.navigation routes to.
+PAGE_JOBS = st.Page(HERE / "jobs_page.py", title="Jobs", icon=":material/list:", default=True)
+PAGE_SUBMIT = st.Page(HERE / "submit_page.py", title="Submit", icon=":material/upload:")
+PAGE_JOB = st.Page(HERE / "job_page.py", title="Job", icon=":material/description:", url_path="job")
+PAGE_HEALTH = st.Page(HERE / "health_page.py", title="Health", icon=":material/monitor_heart:")
 ACTIVE = {JobStatus.QUEUED, JobStatus.RUNNING}
-STATUS_ICON = {
-    "queued": "⏳", "running": "▶️", "paused": "⏸️", "cancelled": "⛔", "succeeded": "✅",
-    "failed": "❌", "completed_with_errors": "⚠️",
-}  # fmt: skip
 
 
 @st.cache_resource
@@ -64,7 +66,7 @@ def job_row(job: Job, now: float | None = None) -> dict[str, Any]:
     p = job.progress()
     return {
         "id": job.id,
-        "status": f"{STATUS_ICON.get(job.status.value, '')} {job.status.value}",
+        "status": job.status.value,
         "progress": p["percent"],
         "done": p["done"],
         "failed": p["failed"],

@@ -107,7 +107,7 @@ def live() -> None:
                 "see the Health page."
             )
     chart = throughput(events)
-    if chart:
+    if len(chart.get("seconds", [])) > 1:
         st.caption("Throughput (items/s, 10 s buckets)")
         st.line_chart(chart, x="seconds", y="items/s", height=180)
     with st.expander("Event log (latest 30)"):
@@ -171,6 +171,15 @@ st.dataframe(
         "text": st.column_config.TextColumn("text", width="large"),
     },
 )
+
+done = [i for i in items if i["status"] == "done"]
+if done:
+    pick = st.selectbox(
+        "Full text of",
+        done,
+        format_func=lambda i: f"#{i['index']} {i['source']}" + (f" p{i['page']}" if i.get("page") else ""),
+    )
+    st.code(pick.get("text") or "(no text found)", language=None, wrap_lines=True)
 
 st.subheader("Download")
 cols = st.columns(len(FORMATS))
