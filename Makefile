@@ -26,7 +26,6 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 # Debian packages: a CJK font to render Chinese test pages, chromium for the browser test
 # (driven by Playwright with executable_path; Playwright never downloads a browser here).
-DEBS := fonts-wqy-zenhei chromium
 .PHONY: system-deps
 system-deps:
 	@missing=""; \
