@@ -20,11 +20,12 @@ from jobs.atomic import is_disk_full
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 PDF_EXTS = {".pdf"}
 ZIP_EXTS = {".zip"}
+MEDIA_EXTS = IMAGE_EXTS | PDF_EXTS
 SUPPORTED = sorted(IMAGE_EXTS | PDF_EXTS | ZIP_EXTS)
 
 Item = dict[str, Any]
 #: What zipfile raises on a damaged archive or entry (bad headers, names, data, or methods).
-_ZIP_ERRORS = (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError, zlib.error)
+ZIP_ERRORS = (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError, zlib.error)
 
 
 def _error_item(source: str, rel: str, message: str, kind: str = "image") -> Item:
@@ -87,7 +88,7 @@ def expand_image(rel: str, path: Path, source: str) -> list[Item]:
     return [{"source": source, "path": rel, "page": p, "kind": "image"} for p in range(1, pages + 1)]
 
 
-def _unsafe_member(info: zipfile.ZipInfo) -> str | None:
+def unsafe_member(info: zipfile.ZipInfo) -> str | None:
     name = info.filename
     pure = PurePosixPath(name.replace("\\", "/"))
     if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
@@ -106,7 +107,7 @@ def expand_zip(job_dir: Path, path: Path, source: str) -> list[Item]:
     rel = path.relative_to(job_dir).as_posix()
     try:
         zf = zipfile.ZipFile(path)
-    except _ZIP_ERRORS as e:
+    except ZIP_ERRORS as e:
         return [_error_item(source, rel, f"not a readable ZIP ({e})", kind="zip")]
     with zf:
         infos = [i for i in zf.infolist() if not i.is_dir()]
@@ -122,7 +123,7 @@ def expand_zip(job_dir: Path, path: Path, source: str) -> list[Item]:
                 _error_item(
                     source,
                     rel,
-                    f"ZIP would expand to {_size(declared)}, above the {_size(config.MAX_ZIP_BYTES)} limit "
+                    f"ZIP would expand to {size_text(declared)}, above the {size_text(config.MAX_ZIP_BYTES)} limit "
                     "(a zip bomb, or split it into smaller archives)",
                     "zip",
                 )
@@ -132,7 +133,7 @@ def expand_zip(job_dir: Path, path: Path, source: str) -> list[Item]:
         budget = config.MAX_ZIP_BYTES
         for n, info in enumerate(sorted(infos, key=lambda i: i.filename)):
             member_source = f"{source}/{info.filename}"
-            why = _unsafe_member(info)
+            why = unsafe_member(info)
             if why:
                 items.append(
                     _error_item(member_source, rel, f"refused ZIP entry ({why}): nothing was extracted for it")
@@ -145,8 +146,8 @@ def expand_zip(job_dir: Path, path: Path, source: str) -> list[Item]:
             dest = out_root / f"{n:05d}{ext}"
             dest.parent.mkdir(parents=True, exist_ok=True)
             try:
-                budget -= _extract_bounded(zf, info, dest, budget)
-            except _ZIP_ERRORS as e:
+                budget -= extract_bounded(zf, info, dest, budget)
+            except ZIP_ERRORS as e:
                 dest.unlink(missing_ok=True)
                 if is_disk_full(e):
                     raise  # the submit fails as a whole, with its disk-full message
@@ -158,19 +159,19 @@ def expand_zip(job_dir: Path, path: Path, source: str) -> list[Item]:
         return items
 
 
-def _extract_bounded(zf: zipfile.ZipFile, info: zipfile.ZipInfo, dest: Path, budget: int) -> int:
+def extract_bounded(zf: zipfile.ZipFile, info: zipfile.ZipInfo, dest: Path, budget: int) -> int:
     """Copy one member, counting real bytes: a header that lies about its size cannot fill the disk."""
     written = 0
     with zf.open(info) as src, open(dest, "wb") as out:
         while chunk := src.read(1 << 20):
             written += len(chunk)
             if written > budget:
-                raise ValueError(f"expands past the {_size(config.MAX_ZIP_BYTES)} ZIP limit")
+                raise ValueError(f"expands past the {size_text(config.MAX_ZIP_BYTES)} ZIP limit")
             out.write(chunk)
     return written
 
 
-def _size(n: float) -> str:
+def size_text(n: float) -> str:
     """A byte count for people: 900 B, 12.3 MB, 4.3 GB."""
     unit = "B"
     for unit in ("B", "KB", "MB", "GB", "TB"):

@@ -6,16 +6,20 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jobs import config
+from jobs import config, excel
 from jobs.atomic import TMP_PREFIX, atomic_write_json, fsync_dir, is_disk_full, remove_tree
 from jobs.engines.registry import ENGINES
-from jobs.errors import SubmitError
-from jobs.inputs import copy_input, expand
+from jobs.errors import InputError, SubmitError
+from jobs.excel import EXCEL_ERRORS, cell_text
+from jobs.folder import natural_key
+from jobs.folder import scan as folder_scan
+from jobs.inputs import Item, copy_input, expand
+from jobs.sources import Resolver, copy_or_explain
 from jobs.store import Store, new_job_id
 
 _IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
@@ -52,22 +56,153 @@ def submit(
     store: Store, files: Sequence[str | os.PathLike[str]], spec: JobSpec | None = None, priority: int = 0
 ) -> str:
     """Create a queued job from ``files``; returns its id. Raises SubmitError before writing anything durable."""
-    spec = spec or JobSpec()
-    spec.validate()
     paths = [Path(f) for f in files]
     if not paths:
         raise SubmitError("nothing to submit: give at least one file")
     for p in paths:
         if not p.is_file():
             raise SubmitError(f"cannot read {p}: no such file" if not p.exists() else f"{p} is not a file")
-    job_id = new_job_id()
-    tmp = store.jobs_dir / f"{TMP_PREFIX}{job_id}"
-    try:
-        items: list[dict[str, Any]] = []
+
+    def build(tmp: Path) -> list[Item]:
+        items: list[Item] = []
         for n, p in enumerate(paths):
             dest = tmp / "inputs" / f"{n:03d}-{_safe_name(p.name)}"
             copy_input(p, dest)
             items.extend(expand(tmp, dest, p.name))
+        return items
+
+    return _create(store, spec, priority, build, [p.name for p in paths], {})
+
+
+def submit_any(
+    store: Store,
+    files: Sequence[str | os.PathLike[str]],
+    *,
+    folder: str | os.PathLike[str] | None = None,
+    sheet: str | None = None,
+    column: str | None = None,
+    header_row: int = 1,
+    images: str | os.PathLike[str] | None = None,
+    spec: JobSpec | None = None,
+    priority: int = 0,
+) -> str:
+    """Files, a folder, or one workbook/CSV: what the CLI and the dashboard submit."""
+    paths = [Path(f) for f in files]
+    if folder is not None:
+        if paths:
+            raise SubmitError("give files or --folder, not both")
+        return submit_folder(store, folder, spec, priority)
+    tables = [p for p in paths if excel.is_table(p)]
+    if tables or sheet or column or images:
+        if len(paths) != 1 or not tables:
+            raise SubmitError(
+                "submit one workbook (.xlsx, .xlsm) or CSV on its own, with --sheet and --column; "
+                "the files its column names go in the --images ZIP"
+            )
+        return submit_table(
+            store,
+            paths[0],
+            sheet=sheet,
+            column=column,
+            header_row=header_row,
+            images=images,
+            spec=spec,
+            priority=priority,
+        )
+    if not paths:
+        raise SubmitError("nothing to submit: give at least one file, or --folder PATH")
+    return submit(store, paths, spec, priority)
+
+
+def submit_table(
+    store: Store,
+    workbook: str | os.PathLike[str],
+    *,
+    sheet: str | None = None,
+    column: str | None = None,
+    header_row: int = 1,
+    images: str | os.PathLike[str] | None = None,
+    spec: JobSpec | None = None,
+    priority: int = 0,
+) -> str:
+    """A job with one item per non-empty row of a workbook's (or CSV's) column, each tied to its row.
+
+    The sheet, column and rows are validated before anything is written; a row whose file cannot
+    be used becomes that item's error. The workbook is copied into the job for the export."""
+    book = Path(workbook)
+    zip_path = Path(images) if images is not None else None
+    if zip_path is not None and not zip_path.is_file():
+        raise SubmitError(f"cannot read the images ZIP {zip_path}: no such file")
+    if zip_path is not None and zip_path.suffix.lower() != ".zip":
+        raise SubmitError(f"--images must be a .zip of the files the column names, got {zip_path.name}")
+    (spec or JobSpec()).validate()
+    selection = excel.select(book, sheet, column, header_row)
+    refs = [cell_text(r.value) for r in selection.rows if r.value is not None and not r.images]
+    if zip_path is None and refs and not any(r.images for r in selection.rows) and all(_relative(r) for r in refs):
+        raise SubmitError(
+            f"column {selection.letter} holds relative paths (like {refs[0]!r}) but no images ZIP was given; "
+            "add --images files.zip (paths inside it), or use absolute paths under OCRJOBS_ALLOWED_ROOTS"
+        )
+    resolver = Resolver(zip_path)
+    table: dict[str, Any] = {**selection.spec(), "file": book.name}
+
+    def build(tmp: Path) -> list[Item]:
+        dest = tmp / "inputs" / f"000-{_safe_name(book.name)}"
+        copy_input(book, dest)
+        table["workbook"] = dest.relative_to(tmp).as_posix()
+        resolver.job_dir = tmp
+        return _table_items(tmp, selection, resolver)
+
+    try:
+        names = [book.name] + ([zip_path.name] if zip_path else [])
+        return _create(store, spec, priority, build, names, {"table": table})
+    finally:
+        resolver.close()
+
+
+def submit_folder(store: Store, folder: str | os.PathLike[str], spec: JobSpec | None = None, priority: int = 0) -> str:
+    """A job with every image and PDF below ``folder`` (under an allowed root), in natural order."""
+    (spec or JobSpec()).validate()
+    found = folder_scan(folder)
+    entries: list[tuple[str, Path | None, str | None]] = [(rel, path, None) for rel, path in found.files]
+    entries += [(rel, None, why) for rel, why in found.refused]
+    entries.sort(key=lambda e: natural_key(e[0]))
+
+    def build(tmp: Path) -> list[Item]:
+        items: list[Item] = []
+        for n, (rel, path, why) in enumerate(entries):
+            if path is None:
+                items.append({"source": rel, "path": "", "page": None, "kind": "image", "error": why})
+                continue
+            dest = tmp / "inputs" / "folder" / f"{n:06d}{path.suffix.lower()}"
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                copy_or_explain(path, dest)
+            except InputError as e:
+                items.append({"source": rel, "path": "", "page": None, "kind": "image", "error": str(e)})
+                continue
+            items.extend(expand(tmp, dest, rel))
+        return items
+
+    info = {"folder": str(Path(folder).absolute()), "skipped": found.skipped}
+    return _create(store, spec, priority, build, [Path(folder).name or str(folder)], info)
+
+
+def _create(
+    store: Store,
+    spec: JobSpec | None,
+    priority: int,
+    build: Callable[[Path], list[Item]],
+    inputs: list[str],
+    extra_spec: dict[str, Any],
+) -> str:
+    """Build the job under a temporary name, then rename it into place: a job is whole or absent."""
+    spec = spec or JobSpec()
+    spec.validate()
+    job_id = new_job_id()
+    tmp = store.jobs_dir / f"{TMP_PREFIX}{job_id}"
+    try:
+        items = build(tmp)
         for i, item in enumerate(items):
             item["index"] = i
         atomic_write_json(tmp / "manifest.json", items)
@@ -77,9 +212,9 @@ def submit(
                 "id": job_id,
                 "created_at": time.time(),
                 "priority": int(priority),
-                "spec": asdict(spec),
+                "spec": {**asdict(spec), **extra_spec},
                 "total": len(items),
-                "inputs": [p.name for p in paths],
+                "inputs": inputs,
             },
         )
         for d in (tmp / "inputs", tmp):
@@ -97,6 +232,43 @@ def submit(
         remove_tree(tmp)
         raise
     return job_id
+
+
+def _table_items(tmp: Path, selection: excel.Selection, resolver: Resolver) -> list[Item]:
+    """Items for each selected row, in row order: its pictures, else the file its cell names."""
+    items: list[Item] = []
+    where = f"{selection.sheet}!{selection.letter}"
+    for row in selection.rows:
+        cell = f"{where}{row.row}"
+        made: list[Item] = []
+        for k, im in enumerate(row.images):
+            dest = tmp / "inputs" / "embedded" / f"{row.row:07d}-{k}{im.ext}"
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes(im.data)
+            made.extend(expand(tmp, dest, f"{cell} picture {k + 1}" if len(row.images) > 1 else f"{cell} picture"))
+        if not row.images:
+            text = cell_text(row.value) if row.value is not None else ""
+            try:
+                if row.formula:
+                    raise InputError(
+                        f"formula {row.formula} in {cell} has no computed value (the file was saved by a "
+                        "program that does not calculate); open and save it in Excel, then submit again"
+                    )
+                if not text:
+                    raise InputError(f"cell {cell} is empty")
+                if text in EXCEL_ERRORS:
+                    raise InputError(f"cell {cell} holds the Excel error {text}, not a file name")
+                made = expand(tmp, resolver.resolve(text), text)
+            except InputError as e:
+                made = [{"source": text or cell, "path": "", "page": None, "kind": "image", "error": str(e)}]
+        for item in made:
+            item["row"] = row.row
+        items.extend(made)
+    return items
+
+
+def _relative(ref: str) -> bool:
+    return not ref.startswith(("/", "\\\\")) and not re.match(r"^[A-Za-z]:[\\/]", ref) and "://" not in ref
 
 
 def _safe_name(name: str) -> str:

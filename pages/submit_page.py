@@ -7,21 +7,22 @@ from pathlib import Path
 
 import streamlit as st
 
-from jobs import config
+from jobs import config, excel
 from jobs.engines.registry import ENGINES
 from jobs.errors import OcrJobsError
 from jobs.inputs import SUPPORTED
-from jobs.submit import JobSpec, submit
+from jobs.submit import JobSpec, submit, submit_table
 from pages.common import PAGE_JOB, get_store
 
 store = get_store()
 st.title("Submit")
 
 uploads = st.file_uploader(
-    "Images, PDFs or ZIPs of them",
-    type=[ext.lstrip(".") for ext in SUPPORTED],
+    "Images, PDFs or ZIPs of them — or one workbook (.xlsx, .xlsm, .csv)",
+    type=[ext.lstrip(".") for ext in [*SUPPORTED, *sorted(excel.TABLE_EXTS)]],
     accept_multiple_files=True,
-    help="Every image, PDF page and file inside a ZIP becomes one item.",
+    help="Every image, PDF page and file inside a ZIP becomes one item; "
+    "for a workbook, every row of the column you choose.",
 )
 c1, c2 = st.columns(2)
 engine = c1.selectbox("Engine", [*ENGINES, "custom (import path)"], index=list(ENGINES).index(config.DEFAULT_ENGINE))
@@ -34,6 +35,39 @@ item_timeout = c3.number_input(
 )
 dpi = c4.number_input("PDF dpi", min_value=36, max_value=1200, value=config.DEFAULT_DPI, step=50)
 
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _inspect(name: str, data: bytes, header_row: int) -> dict:
+    """jobs.excel.inspect on an upload (the CLI's `inspect`), cached per file and header row."""
+    with tempfile.TemporaryDirectory(prefix="ocrjobs-inspect-") as tmp:
+        path = Path(tmp) / Path(name).name
+        path.write_bytes(data)
+        return excel.inspect(path, header_row=header_row, preview=5)
+
+
+book = next((u for u in uploads or [] if Path(u.name).suffix.lower() in excel.TABLE_EXTS), None)
+table: dict = {}
+if book is not None:
+    st.subheader(f"Workbook {book.name}")
+    header_row = int(st.number_input("Header row (0: no header)", min_value=0, max_value=10_000, value=1))
+    try:
+        info = _inspect(book.name, book.getvalue(), header_row)
+    except OcrJobsError as e:
+        st.error(str(e))
+    else:
+        sheets = {sh["name"]: sh for sh in info["sheets"]}
+        sheet = sheets[st.selectbox("Sheet", list(sheets))]
+        labels = {
+            f"{c['letter']}  {c['header']}" + (f"  ({c['images']} pictures)" if c["images"] else ""): c["letter"]
+            for c in sheet["columns"]
+        }
+        column = labels.get(st.selectbox("Column naming the files (or holding the pictures)", list(labels)) or "")
+        st.caption(f"{sheet['rows']} data row(s); first rows:")
+        if sheet["preview"]:
+            st.dataframe([dict(zip(labels.values(), row, strict=False)) for row in sheet["preview"]], hide_index=True)
+        zip_upload = st.file_uploader("ZIP of the files the column names (paths relative to it)", type=["zip"])
+        table = {"sheet": sheet["name"], "column": column, "header_row": header_row, "zip": zip_upload}
+
 if st.button("Submit", type="primary", disabled=not uploads):
     spec = JobSpec(engine=engine, item_timeout=float(item_timeout), dpi=int(dpi))
     with tempfile.TemporaryDirectory(prefix="ocrjobs-upload-") as tmp:
@@ -44,7 +78,26 @@ if st.button("Submit", type="primary", disabled=not uploads):
             dest.write_bytes(up.getbuffer())
             paths.append(dest)
         try:
-            job_id = submit(store, paths, spec, priority=int(priority))
+            if book is not None:
+                if len(paths) != 1:
+                    raise OcrJobsError("submit a workbook on its own; put the files it names in the ZIP below it")
+                images = None
+                if table.get("zip") is not None:
+                    images = Path(tmp) / "images" / Path(table["zip"].name).name
+                    images.parent.mkdir()
+                    images.write_bytes(table["zip"].getbuffer())
+                job_id = submit_table(
+                    store,
+                    paths[0],
+                    sheet=table.get("sheet"),
+                    column=table.get("column"),
+                    header_row=table.get("header_row", 1),
+                    images=images,
+                    spec=spec,
+                    priority=int(priority),
+                )
+            else:
+                job_id = submit(store, paths, spec, priority=int(priority))
         except OcrJobsError as e:
             st.error(str(e))
         else:

@@ -28,7 +28,7 @@ from PIL import Image
 from jobs import config
 from jobs.decode import load_image, load_item, render_pdf_page
 from jobs.errors import InputError
-from jobs.inputs import _extract_bounded, expand
+from jobs.inputs import expand, extract_bounded
 from tests.conftest import PY, REPO, Runners, cli, cli_json, make_png
 
 ENGINE = "tests.engines:SizeEngine"
@@ -473,9 +473,9 @@ def test_extraction_is_bounded_by_real_bytes(job_dir: Path) -> None:
     with zipfile.ZipFile(zpath) as zf:
         info = zf.getinfo("a.png")
         with pytest.raises(ValueError, match="expands past the .* ZIP limit"):
-            _extract_bounded(zf, info, job_dir / "out.png", budget=100_000)
+            extract_bounded(zf, info, job_dir / "out.png", budget=100_000)
         assert (job_dir / "out.png").stat().st_size <= 100_000
-        assert _extract_bounded(zf, info, job_dir / "out2.png", budget=300_000) == 300_000
+        assert extract_bounded(zf, info, job_dir / "out2.png", budget=300_000) == 300_000
 
 
 def test_disk_full_while_extracting_fails_the_submit(job_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -486,7 +486,7 @@ def test_disk_full_while_extracting_fails_the_submit(job_dir: Path, monkeypatch:
     def full(*_: object) -> int:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(jobs.inputs, "_extract_bounded", full)
+    monkeypatch.setattr(jobs.inputs, "extract_bounded", full)
     zpath = write(job_dir / "inputs" / "z.zip", zip_bytes([("a.png", png_bytes())]))
     with pytest.raises(OSError) as caught:
         expand(job_dir, zpath, "z.zip")
