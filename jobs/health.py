@@ -1,74 +1,149 @@
-"""One health model (ok | degraded | down, with reasons) for the CLI, the dashboard and metrics."""
+"""One health model (ok | degraded | down, with reasons) for the CLI, the dashboard and the metrics.
+
+Cheap at thousands of jobs: job states come from the store's stat-keyed cache, runner facts from
+their heartbeat files, the failure rate from the counters runners put in their heartbeats (never
+from result files), and only a stuck job's event-log tail is read.
+"""
 
 from __future__ import annotations
 
 import shutil
-import socket
 import time
 from typing import Any
 
-import psutil
-
+from jobs import mounts
+from jobs.diagnose import diagnose_job
+from jobs.liveness import runner_state, runner_states
 from jobs.status import JobStatus
 from jobs.store import Store
 
-STALE_AFTER_S = 10.0
-DEAD_AFTER_S = 60.0
+__all__ = ["EXIT_CODES", "check", "runner_state"]
+
 BACKLOG_LIMIT = 1000
+DISK_DEGRADED_PERCENT = 5.0
+DISK_DOWN_PERCENT = 1.0
+GPU_MEMORY_FRACTION = 0.95
+GPU_FREE_MIN_BYTES = 500 * 1024**2
+FAILURE_RATE_LIMIT = 0.10
+FAILURE_MIN_ITEMS = 10  # below this, one failure out of three is noise, not a failure rate
+EXIT_CODES = {"ok": 0, "degraded": 1, "down": 2}
+
+Reasons = list[tuple[str, str]]  # (level, message)
 
 
-def runner_state(hb: dict[str, Any], now: float) -> str:
-    age = now - float(hb.get("heartbeat_at", 0))
-    if hb.get("host") == socket.gethostname() and not psutil.pid_exists(int(hb.get("pid", -1))):
-        return "dead"
-    if age <= STALE_AFTER_S:
-        return "alive"
-    return "stale" if age <= DEAD_AFTER_S else "dead"
+def _runner_rules(runners: list[dict[str, Any]], reasons: Reasons) -> None:
+    for r in runners:
+        if r["state"] == "stale":
+            reasons.append(
+                ("degraded", f"runner {r['id']} heartbeat is {r['age_s']:.0f} s old: it is hung, stopped or overloaded")
+            )
+    if not any(r["state"] in ("alive", "stale") for r in runners):  # stale may recover; dead will not
+        reasons.append(("down", "no runner is alive: start one with `python runner.py` (or `make run`)"))
+
+
+def _disk_rules(store: Store, reasons: Reasons) -> dict[str, Any]:
+    usage = shutil.disk_usage(store.root)
+    free_pct = 100.0 * usage.free / usage.total if usage.total else 100.0
+    if free_pct < DISK_DOWN_PERCENT:
+        reasons.append(("down", f"disk almost full: {free_pct:.1f} % free in {store.root}"))
+    elif free_pct < DISK_DEGRADED_PERCENT:
+        reasons.append(("degraded", f"disk low: {free_pct:.1f} % free in {store.root}"))
+    fs = mounts.filesystem(store.root)
+    warning = mounts.network_warning(fs, store.root)
+    if warning:
+        reasons.append(("degraded", warning))
+    return {
+        "free_bytes": usage.free,
+        "total_bytes": usage.total,
+        "free_percent": round(free_pct, 2),
+        "fstype": fs["fstype"],
+        "network": fs["network"],
+    }
+
+
+def gpu_reasons(runner_id: str, gpu: dict[str, Any] | None) -> list[str]:
+    """GPU memory over 95 % or under 500 MiB free, from one runner's heartbeat GPU stats."""
+    out = []
+    for g in (gpu or {}).get("gpus") or []:
+        total, used, free = g["memory_total_bytes"], g["memory_used_bytes"], g["memory_free_bytes"]
+        if total and (used / total > GPU_MEMORY_FRACTION or free < GPU_FREE_MIN_BYTES):
+            out.append(
+                f"GPU {g['index']} ({g['name']}) of runner {runner_id}: {100 * used / total:.0f} % memory used, "
+                f"{free / 1024**2:.0f} MiB free"
+            )
+    return out
+
+
+def failure_rate(runners: list[dict[str, Any]]) -> dict[str, Any]:
+    """Failed + timed-out share of the items the live runners committed over the last ~5 minutes."""
+    counts = {"done": 0, "failed": 0, "timed_out": 0}
+    window = 0.0
+    for r in runners:
+        recent = r.get("recent") or {}
+        for k in counts:
+            counts[k] += int(recent.get(k, 0))
+        window = max(window, float(recent.get("window_s", 0)))
+    items = sum(counts.values())
+    rate = (counts["failed"] + counts["timed_out"]) / items if items else 0.0
+    return {"items": items, **counts, "rate": round(rate, 4), "window_s": window}
+
+
+def _job_rules(store: Store, runners: dict[str, dict[str, Any]], now: float, reasons: Reasons) -> dict[str, Any]:
+    """Jobs by status, the backlog, running jobs and stuck ones: one pass, no result file read."""
+    counts = dict.fromkeys(JobStatus, 0)
+    backlog = 0
+    running, stuck = [], []
+    for job in store.list_jobs():
+        st = job.status  # a property that parses the enum: read it once per job
+        counts[st] += 1
+        if st.is_active:
+            p = job.state.get("progress") or {}
+            backlog += max(0, job.total - sum(int(p.get(k, 0)) for k in ("done", "failed", "timed_out")))
+        if st == JobStatus.RUNNING:
+            since = (job.state.get("run") or {}).get("started_at") or job.state.get("started_at") or now
+            running.append({"job_id": job.id, "running_s": round(max(0.0, now - since), 1)})
+            d = diagnose_job(store, job, runners, now)
+            if d.stuck:
+                stuck.append({"job_id": job.id, "diagnosis": d.diagnosis, "summary": d.summary})
+                reasons.append(("degraded", f"job {job.id} is {d.summary}; see `python -m jobs diagnose {job.id}`"))
+    if backlog > BACKLOG_LIMIT:
+        reasons.append(("degraded", f"backlog of {backlog} items (> {BACKLOG_LIMIT})"))
+    return {
+        "backlog_items": backlog,
+        "jobs": {s.value: n for s, n in counts.items()},
+        "running_jobs": running,
+        "stuck_jobs": stuck,
+    }
 
 
 def check(store: Store, now: float | None = None) -> dict[str, Any]:
+    """The health of the job folder and its runners: ``status``, ``reasons`` and the facts behind them."""
     now = now if now is not None else time.time()
-    reasons: list[tuple[str, str]] = []  # (level, message)
-    runners = []
-    for hb in store.runners():
-        st = runner_state(hb, now)
-        runners.append({**hb, "state": st, "age_s": round(now - float(hb.get("heartbeat_at", 0)), 1)})
-        if st == "stale":
-            reasons.append(("degraded", f"runner {hb['id']} heartbeat is {now - hb['heartbeat_at']:.0f} s old"))
-    if not any(r["state"] == "alive" for r in runners):
-        reasons.append(("down", "no runner is alive: start one with `python runner.py` (or `make run`)"))
-    usage = shutil.disk_usage(store.root)
-    free_pct = 100.0 * usage.free / usage.total
-    if free_pct < 1:
-        reasons.append(("down", f"disk almost full: {free_pct:.1f} % free in {store.root}"))
-    elif free_pct < 5:
-        reasons.append(("degraded", f"disk low: {free_pct:.1f} % free in {store.root}"))
-    jobs = store.list_jobs()
-    backlog = 0
-    for job in jobs:
-        if job.status in (JobStatus.QUEUED, JobStatus.RUNNING):
-            p = job.progress()
-            backlog += job.total - p["committed"]
-        if job.status == JobStatus.RUNNING and job.lease_expired(now):
-            reasons.append(
-                (
-                    "degraded",
-                    f"job {job.id} is orphaned: its lease expired "
-                    f"{now - job.lease['expires_at'] if job.lease else 0:.0f} s ago",
-                )
+    reasons: Reasons = []
+    runners = runner_states(store, now)
+    _runner_rules(runners, reasons)
+    disk = _disk_rules(store, reasons)
+    live = [r for r in runners if r["state"] != "dead"]
+    for r in live:
+        reasons.extend(("degraded", msg) for msg in gpu_reasons(r["id"], r.get("gpu")))
+    failures = failure_rate(live)
+    if failures["items"] >= FAILURE_MIN_ITEMS and failures["rate"] > FAILURE_RATE_LIMIT:
+        reasons.append(
+            (
+                "degraded",
+                f"{100 * failures['rate']:.0f} % of the last {failures['items']} items failed or timed out "
+                f"(over {failures['window_s'] / 60:.0f} min; limit {100 * FAILURE_RATE_LIMIT:.0f} %)",
             )
-    if backlog > BACKLOG_LIMIT:
-        reasons.append(("degraded", f"backlog of {backlog} items (> {BACKLOG_LIMIT})"))
+        )
+    jobs = _job_rules(store, {r["id"]: r for r in runners}, now, reasons)
     levels = {lvl for lvl, _ in reasons}
     status = "down" if "down" in levels else "degraded" if "degraded" in levels else "ok"
     return {
         "status": status,
         "reasons": [msg for _, msg in reasons],
+        "checked_at": now,
         "runners": runners,
-        "backlog_items": backlog,
-        "jobs": {s.value: sum(1 for j in jobs if j.status == s) for s in JobStatus},
-        "disk": {"free_bytes": usage.free, "total_bytes": usage.total, "free_percent": round(free_pct, 2)},
+        **jobs,
+        "failure_rate": failures,
+        "disk": disk,
     }
-
-
-EXIT_CODES = {"ok": 0, "degraded": 1, "down": 2}

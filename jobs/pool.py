@@ -36,6 +36,7 @@ class WorkerHandle:
         self.loading_since: float | None = None
         self.last_hb = 0.0
         self.engine_device: str | None = None
+        self.engine_name: str | None = None
         self.start()
 
     def start(self) -> None:
