@@ -1,5 +1,5 @@
-"""Real OCR end to end with the default engine (RapidOCR on CPU): rendered English and Chinese
-text, as PNG and as PDF pages, through submit, ``runner.py --once`` and the json export.
+"""Real OCR end to end with the default engine (auto: RapidOCR + Tesseract on CPU): rendered English
+and Chinese text, as PNG and as PDF pages, through submit, ``runner.py --once`` and the json export.
 
 Accuracy is the character error rate (edit distance / reference length, after NFKC).
 RapidOCR's Chinese recogniser may drop the spaces between English words, so English is

@@ -7,11 +7,21 @@ engine may hang or crash without taking the runner down.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from PIL import Image
+
+#: Set by the runner for its workers: the intra-op threads each may use (see jobs/sizing.py).
+THREADS_ENV = "OCRJOBS_THREADS"
+
+
+def runner_threads() -> int | None:
+    """Threads per worker the runner budgeted, so N workers x T threads fit the cores; None: library default."""
+    raw = os.environ.get(THREADS_ENV, "")
+    return int(raw) if raw.isdigit() and int(raw) > 0 else None
 
 
 @dataclass

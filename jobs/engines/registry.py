@@ -1,4 +1,4 @@
-"""Engine lookup: a registered name (``rapid``) or an import path (``package.module:Class``)."""
+"""Engine lookup: a registered name (``auto``, ``rapid``, ``tesseract``) or an import path (``pkg.module:Class``)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ from jobs.errors import EngineError
 
 #: Registered engines, by import path so that naming one never imports its dependencies.
 ENGINES: dict[str, str] = {
+    "auto": "jobs.engines.auto:AutoEngine",
     "rapid": "jobs.engines.rapid:RapidEngine",
+    "tesseract": "jobs.engines.tesseract:TesseractEngine",
 }
 
 
