@@ -1,4 +1,4 @@
-"""The runner daemon: ``python runner.py [--state DIR] [--once] [--workers N] [--device auto|cpu|cuda]``."""
+"""The runner daemon: ``python runner.py [--state DIR] [--once] [--workers N|auto] [--threads T|auto]``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import sys
 
 sys.path.insert(0, os.getcwd())  # so --engine package.module:Class resolves from the working directory
 
-from jobs import config  # noqa: E402
+from jobs import config, logs, sizing  # noqa: E402
+from jobs.engines.base import THREADS_ENV  # noqa: E402
 from jobs.errors import OcrJobsError  # noqa: E402
 from jobs.supervisor import Runner, RunnerOptions  # noqa: E402
 
@@ -18,7 +19,25 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="runner.py", description="ocrjobs runner: works through the job folder")
     p.add_argument("--state", help="job folder (default: $OCRJOBS_STATE or ./state)")
     p.add_argument("--once", action="store_true", help="drain the queue, then exit")
-    p.add_argument("--workers", type=int, default=1, help="worker subprocesses (each loads the engine once)")
+    p.add_argument(
+        "--workers",
+        type=_auto_or_count,
+        default=os.environ.get("OCRJOBS_WORKERS", "auto"),
+        help="worker subprocesses, each loading the engine once (default auto: from cores and free memory)",
+    )
+    p.add_argument(
+        "--threads",
+        type=_auto_or_count,
+        default=os.environ.get(THREADS_ENV, "auto"),
+        help="intra-op threads per worker (default auto: the cores shared out among the workers)",
+    )
+    p.add_argument(
+        "--worker-memory",
+        type=int,
+        default=int(os.environ.get("OCRJOBS_WORKER_MB") or sizing.WORKER_MEMORY_MB),
+        metavar="MB",
+        help=f"memory budgeted per worker when choosing --workers auto (default {sizing.WORKER_MEMORY_MB})",
+    )
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--lease-seconds", type=float, default=config.DEFAULT_LEASE_S)
     p.add_argument(
@@ -29,28 +48,67 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--retention-days", type=float, default=config.RETENTION_DAYS)
     p.add_argument("--log-level", default=os.environ.get("OCRJOBS_LOG_LEVEL", "INFO"))
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        default=int(os.environ.get("OCRJOBS_METRICS_PORT") or 0) or None,
+        help="serve Prometheus metrics on this port (default: off)",
+    )
+    p.add_argument("--metrics-host", default="127.0.0.1", help="address for --metrics-port (default 127.0.0.1)")
     args = p.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    if args.workers < 1:
+    if args.workers is not None and args.workers < 1:
         p.error("--workers must be at least 1")
+    if args.threads is not None and args.threads < 1:
+        p.error("--threads must be at least 1")
+    if args.worker_memory < 1:
+        p.error("--worker-memory must be at least 1 MB")
     if not 1 <= args.lease_seconds <= 3600:
         p.error("--lease-seconds must be between 1 and 3600")
     if not 0 <= args.grace_seconds <= 5:
         p.error("--grace-seconds must be between 0 and 5")
+    if args.metrics_port is not None and not 1 <= args.metrics_port <= 65535:
+        p.error("--metrics-port must be between 1 and 65535")
+    if not isinstance(logging.getLevelName(args.log_level.upper()), int):
+        p.error(f"--log-level {args.log_level!r} is not one of DEBUG, INFO, WARNING, ERROR")
+    log_file = logs.setup(config.state_dir(args.state), args.log_level, args.retention_days)
+    logging.getLogger("ocrjobs.runner").info("JSON log: %s", log_file)
+    workers = _size_workers(args)
     opts = RunnerOptions(
         state=args.state,
-        workers=args.workers,
+        workers=workers,
         device=args.device,
         lease_s=args.lease_seconds,
         once=args.once,
         grace_s=args.grace_seconds,
         retention_days=args.retention_days,
+        metrics_port=args.metrics_port,
+        metrics_host=args.metrics_host,
     )
     try:
         return Runner(opts).run()
     except OcrJobsError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+
+
+def _auto_or_count(raw: str) -> int | None:
+    """``auto`` -> None (chosen at start), else a whole number."""
+    if str(raw).strip().lower() == "auto":
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected auto or a whole number, got {raw!r}") from None
+
+
+def _size_workers(args: argparse.Namespace) -> int:
+    """Choose workers x threads, say so, and hand the thread count to the workers through the
+    environment they inherit (engines read it with ``runner_threads()`` before loading models)."""
+    chosen = sizing.plan(args.workers, args.threads, budget_mb=args.worker_memory)
+    logging.getLogger("ocrjobs.runner").info("workers: %s", chosen.describe())
+    os.environ[THREADS_ENV] = str(chosen.threads)
+    os.environ.setdefault("OMP_NUM_THREADS", str(chosen.threads))
+    return chosen.workers
 
 
 if __name__ == "__main__":

@@ -56,10 +56,18 @@ def atomic_write_json(path: Path, obj: Any, *, durable: bool = True) -> None:
 
 
 def append_line(path: Path, obj: Any) -> None:
-    """Append one JSON line with a single O_APPEND write (whole lines, no fsync: logs only)."""
+    """Append one JSON line with a single O_APPEND write (no fsync: logs only).
+
+    A SIGKILL can cut a write short between pages, leaving a torn line without its newline.
+    Readers skip a torn line, but the next line would be glued onto it and lost too, so a line
+    is started on a fresh line when the file does not end with one.
+    """
     line = (json.dumps(obj, ensure_ascii=False, sort_keys=True) + "\n").encode()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
     try:
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            line = b"\n" + line
         os.write(fd, line)
     finally:
         os.close(fd)

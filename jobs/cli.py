@@ -28,8 +28,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--state", default=None, help=argparse.SUPPRESS)
     sub = p.add_subparsers(dest="command", required=True)
 
-    s = sub.add_parser("submit", parents=[common], help="submit files as one job")
-    s.add_argument("files", nargs="+", metavar="FILE")
+    s = sub.add_parser("submit", parents=[common], help="submit files, a workbook's column or a folder as one job")
+    s.add_argument("files", nargs="*", metavar="FILE")
+    s.add_argument("--sheet", help="workbook: the sheet (default: the only one)")
+    s.add_argument("--column", help="workbook/CSV: the column naming the files, by header text or letter")
+    s.add_argument("--header-row", type=int, default=1, metavar="N", help="workbook/CSV: header row (0: none)")
+    s.add_argument("--images", metavar="ZIP", help="workbook/CSV: ZIP of the files the column names")
+    s.add_argument("--folder", metavar="PATH", help="every image/PDF below PATH (under OCRJOBS_ALLOWED_ROOTS)")
     s.add_argument("--engine", default=config.DEFAULT_ENGINE, help="registered name or package.module:Class")
     s.add_argument(
         "--engine-option",
@@ -37,6 +42,11 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         metavar="KEY=VALUE",
         help="passed to the engine (JSON values allowed); repeatable",
+    )
+    s.add_argument(
+        "--lang",
+        choices=("en", "zh", "auto"),
+        help="the text's language, if known: skips the script detection of the auto engine (engine option lang)",
     )
     s.add_argument("--priority", type=int, default=config.DEFAULT_PRIORITY, help="higher runs first")
     s.add_argument("--item-timeout", type=float, default=config.DEFAULT_ITEM_TIMEOUT_S, metavar="S")
@@ -62,9 +72,15 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_parser(name, parents=[common], help=text).add_argument("job_id", metavar="ID")
     e = sub.add_parser("export", parents=[common], help="write a job's results to a file")
     e.add_argument("job_id", metavar="ID")
-    e.add_argument("--format", choices=("json", "csv", "txt"), default="json")
+    e.add_argument("--format", choices=("json", "csv", "txt", "xlsx"), default="json")
     e.add_argument("-o", "--output", required=True, metavar="PATH")
+    i = sub.add_parser("inspect", parents=[common], help="a workbook's sheets, columns and first rows")
+    i.add_argument("file", metavar="FILE")
+    i.add_argument("--header-row", type=int, default=1, metavar="N", help="header row (0: none)")
+    i.add_argument("--rows", type=int, default=5, metavar="N", help="rows to preview per sheet")
     sub.add_parser("health", parents=[common], help="ok (exit 0), degraded (1) or down (2)")
+    d = sub.add_parser("diagnose", parents=[common], help="why a running job is stalled or orphaned, and what to do")
+    d.add_argument("job_id", metavar="ID")
     return p
 
 
@@ -94,19 +110,31 @@ def _summary(job: Job) -> str:
 
 
 def cmd_submit(store: Store, args: argparse.Namespace) -> int:
-    from jobs.submit import JobSpec, submit
+    from jobs.submit import JobSpec, submit_any
 
     spec = JobSpec(
         engine=args.engine,
-        engine_options=_options(args.engine_option),
+        engine_options={**_options(args.engine_option), **({"lang": args.lang} if args.lang else {})},
         item_timeout=args.item_timeout,
         retries=args.retries,
         max_attempts=args.max_attempts,
         dpi=args.dpi,
     )
-    job_id = submit(store, args.files, spec, priority=args.priority)
+    job_id = submit_any(
+        store,
+        args.files,
+        folder=args.folder,
+        sheet=args.sheet,
+        column=args.column,
+        header_row=args.header_row,
+        images=args.images,
+        spec=spec,
+        priority=args.priority,
+    )
     job = store.get(job_id)
-    _print(args, {"id": job_id, "total": job.total}, f"submitted {job_id} ({job.total} items)")
+    bad = [i for i in store.manifest(job_id) if i.get("error")]
+    note = f"; {len(bad)} with input errors, first: {bad[0]['source']}: {bad[0]['error']}" if bad else ""
+    _print(args, {"id": job_id, "total": job.total}, f"submitted {job_id} ({job.total} items{note})")
     return _wait(store, job_id, args.json) if args.wait else 0
 
 
@@ -170,10 +198,20 @@ def cmd_request(store: Store, args: argparse.Namespace) -> int:
 
 
 def cmd_export(store: Store, args: argparse.Namespace) -> int:
-    from jobs.export import export
+    from jobs.export import write
 
-    path = export(store, args.job_id, args.format, Path(args.output))
-    _print(args, {"id": args.job_id, "path": str(path), "format": args.format}, f"wrote {path}")
+    summary = write(store, args.job_id, args.format, Path(args.output))
+    _print(args, {"id": args.job_id, **summary.to_dict()}, f"wrote {summary.path}")
+    if summary.note():
+        print(f"note: {summary.note()}", file=sys.stderr)
+    return 0
+
+
+def cmd_inspect(store: Store, args: argparse.Namespace) -> int:
+    from jobs.excel import describe, inspect
+
+    data = inspect(Path(args.file), header_row=args.header_row, preview=args.rows)
+    _print(args, data, describe(data))
     return 0
 
 
@@ -186,6 +224,17 @@ def cmd_health(store: Store, args: argparse.Namespace) -> int:
     return EXIT_CODES[report["status"]]
 
 
+def cmd_diagnose(store: Store, args: argparse.Namespace) -> int:
+    from jobs.diagnose import diagnose
+
+    d = diagnose(store, args.job_id)
+    lines = [f"{d.job_id} ({d.status}): {d.summary}"]
+    lines += [f"  {k}: {json.dumps(v, ensure_ascii=False)}" for k, v in d.evidence.items()]
+    lines += [f"- {tip}" for tip in d.suggestions]
+    _print(args, d.to_dict(), "\n".join(lines))
+    return 0
+
+
 COMMANDS = {
     "submit": cmd_submit,
     "list": cmd_list,
@@ -196,7 +245,9 @@ COMMANDS = {
     "retry": cmd_request,
     "delete": cmd_request,
     "export": cmd_export,
+    "inspect": cmd_inspect,
     "health": cmd_health,
+    "diagnose": cmd_diagnose,
 }
 
 

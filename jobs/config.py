@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 VERSION = "0.1.0"
-DEFAULT_ENGINE = "rapid"
+DEFAULT_ENGINE = "auto"
 DEFAULT_PRIORITY = 0
 DEFAULT_ITEM_TIMEOUT_S = 120.0
 DEFAULT_DPI = 200
@@ -22,6 +22,9 @@ MAX_PIXELS = int(os.environ.get("OCRJOBS_MAX_PIXELS", 120_000_000))
 #: A ZIP whose entries add up to more than this is refused whole.
 MAX_ZIP_BYTES = int(os.environ.get("OCRJOBS_MAX_ZIP_BYTES", 4 * 1024**3))
 MAX_ZIP_ENTRIES = int(os.environ.get("OCRJOBS_MAX_ZIP_ENTRIES", 20_000))
+MAX_FOLDER_FILES = int(os.environ.get("OCRJOBS_MAX_FOLDER_FILES", 100_000))
+#: Excel refuses longer cell text; exports cut there with a visible mark.
+EXCEL_CELL_MAX = 32_767
 
 
 def state_dir(arg: str | os.PathLike[str] | None = None) -> Path:
@@ -32,3 +35,11 @@ def state_dir(arg: str | os.PathLike[str] | None = None) -> Path:
 def env_float(name: str, default: float) -> float:
     raw = os.environ.get(name)
     return float(raw) if raw else default
+
+
+def allowed_roots() -> list[Path]:
+    """Folders a workbook path or ``--folder`` may point into (``$OCRJOBS_ALLOWED_ROOTS``,
+    os.pathsep-separated). Empty means none: the server never reads paths nobody opened up.
+    Read at each call, so a client picks up a change without a restart."""
+    raw = os.environ.get("OCRJOBS_ALLOWED_ROOTS", "")
+    return [Path(os.path.realpath(p)) for p in raw.split(os.pathsep) if p.strip()]

@@ -14,9 +14,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from jobs import config
 from jobs.errors import JobNotFound
 from jobs.housekeeping import delete_job
-from jobs.lease import log_event, write_state
+from jobs.lease import log_event, watch_of, write_state
 from jobs.status import ItemStatus, JobStatus, can_transition
 from jobs.store import Store
 
@@ -33,7 +34,7 @@ TARGET = {
 def apply_requests(store: Store, own_job: str | None = None) -> list[tuple[Path, dict[str, Any]]]:
     """Apply every request that is ours to apply; return (unapplied) requests for ``own_job``."""
     mine = []
-    now = time.time()
+    watch = watch_of(store)
     for path, req in store.pending_requests():
         job_id = req.get("job_id", "")
         if job_id == own_job:
@@ -43,7 +44,11 @@ def apply_requests(store: Store, own_job: str | None = None) -> list[tuple[Path,
             with store.locked(job_id):
                 state = store.read_state(job_id)
                 lease = state.get("lease")
-                if state.get("status") == JobStatus.RUNNING.value and lease and lease["expires_at"] > now:
+                if (
+                    state.get("status") == JobStatus.RUNNING.value
+                    and lease
+                    and not watch.expired(job_id, lease, config.DEFAULT_LEASE_S)
+                ):
                     continue  # its owner applies it (a delete: it cancels first, then any runner deletes)
                 if req.get("kind") != "delete":
                     apply_one(store, job_id, state, req)

@@ -30,7 +30,7 @@ def housekeep(store: Store, retention_days: float, now: float | None = None) -> 
             removed["jobs"] += 1
     removed["temp"] += _sweep_tmp(store.jobs_dir, now, depth=3)
     removed["temp"] += _sweep_tmp(store.requests_dir, now, depth=1)
-    removed["temp"] += _sweep_tmp(store.runners_dir, now, depth=1)
+    removed["temp"] += _sweep_tmp(store.runners_dir, now, depth=2)  # and runners/history/
     if any(removed.values()):
         log.info("housekeeping removed %(jobs)d old jobs and %(temp)d temp files", removed)
     return removed

@@ -9,10 +9,12 @@ the runner that took the job over.
 from __future__ import annotations
 
 import time
+import weakref
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from jobs.atomic import append_line, atomic_write_json
+from jobs.clock import wall
 from jobs.errors import LeaseLost
 from jobs.status import ItemStatus, JobStatus, transition
 from jobs.store import Job, Store
@@ -27,21 +29,74 @@ class Claim:
     epoch: int
     lease_s: float
     state: dict[str, Any] = field(default_factory=dict)
+    renewed: float = field(default_factory=time.monotonic)  # monotonic: when the lease was last written
 
     @property
     def expires_at(self) -> float:
         return self.state["lease"]["expires_at"]
 
 
+class LeaseWatch:
+    """How long this process has seen each running job's lease unchanged, on its own monotonic clock.
+
+    A lease is taken over only once the same (runner, epoch, expires_at) has stood for the owner's
+    ``lease_s`` of the claimer's monotonic time. A live owner rewrites it every ``lease_s / 3``
+    (monotonic too), so no wall clock, wrong or jumping on either side, can make a live lease look
+    expired, or a dead owner's lease look live for more than one lease period after it is first seen.
+    """
+
+    def __init__(self) -> None:
+        # job id -> (lease key, monotonic time first seen, lease_s, seen alive: changed or written by us)
+        self._seen: dict[str, tuple[tuple[Any, ...], float, float, bool]] = {}
+
+    def note(self, job_id: str, lease: dict[str, Any], lease_s: float, *, live: bool = False) -> float:
+        """Record a sighting (or our own write, ``live``) of a lease; return how long it has stood."""
+        key = (lease.get("runner"), lease.get("epoch"), lease.get("expires_at"))
+        lease_s = float(lease.get("lease_s") or lease_s)
+        now = time.monotonic()
+        hit = self._seen.get(job_id)
+        if live or hit is None or hit[0] != key:
+            self._seen[job_id] = (key, now, lease_s, live or hit is not None)
+            return 0.0
+        return now - hit[1]
+
+    def expired(self, job_id: str, lease: dict[str, Any], lease_s: float) -> bool:
+        return self.note(job_id, lease, lease_s) >= float(lease.get("lease_s") or lease_s)
+
+    def suspect(self) -> bool:
+        """A watched lease that may be an orphan's: not yet seen renewed, or late for its renewal,
+        and not expired yet. ``runner.py --once`` waits for these before it calls the queue drained."""
+        now = time.monotonic()
+        return any(
+            (not alive or now - since >= lease_s / 2) and now - since < lease_s
+            for _key, since, lease_s, alive in self._seen.values()
+        )
+
+    def keep_only(self, job_ids: set[str]) -> None:
+        for gone in set(self._seen) - job_ids:
+            del self._seen[gone]
+
+
+_WATCHES: weakref.WeakKeyDictionary[Store, LeaseWatch] = weakref.WeakKeyDictionary()
+
+
+def watch_of(store: Store) -> LeaseWatch:
+    """The lease sightings of this process for one store (kept as long as the store object)."""
+    watch = _WATCHES.get(store)
+    if watch is None:
+        watch = _WATCHES[store] = LeaseWatch()
+    return watch
+
+
 def log_event(store: Store, job_id: str, event: str, **data: Any) -> None:
     try:
-        append_line(store.job_dir(job_id) / "events.jsonl", {"at": time.time(), "event": event, **data})
+        append_line(store.job_dir(job_id) / "events.jsonl", {"at": wall(), "event": event, **data})
     except OSError:
         pass  # the event log is for people; never fail work over it
 
 
 def write_state(store: Store, job_id: str, state: dict[str, Any]) -> None:
-    state["updated_at"] = time.time()
+    state["updated_at"] = wall()
     atomic_write_json(store.job_dir(job_id) / "state.json", state)
 
 
@@ -50,23 +105,28 @@ def _fresh(store: Store, job_id: str) -> Job:
     return replace(store.get(job_id), state=store.read_state(job_id))
 
 
-def is_claimable(job: Job, now: float) -> bool:
-    return job.status == JobStatus.QUEUED or (job.status == JobStatus.RUNNING and job.lease_expired(now))
+def is_claimable(job: Job, watch: LeaseWatch, lease_s: float) -> bool:
+    """Queued, or running under a lease that ``watch`` has seen stand unchanged for its lease period."""
+    if job.status == JobStatus.QUEUED:
+        return True
+    return job.status == JobStatus.RUNNING and (job.lease is None or watch.expired(job.id, job.lease, lease_s))
 
 
 def claim_next(store: Store, runner_id: str, lease_s: float, max_attempts: int) -> Claim | None:
-    """Claim the highest-priority, oldest claimable job: queued, or running with an expired lease."""
+    """Claim the highest-priority, oldest claimable job: queued, or running with an expired lease
+    (see :class:`LeaseWatch`: a lease first seen now is only taken over one lease period later)."""
+    watch = watch_of(store)
     with store.locked():
-        now = time.time()
-        candidates = [j for j in store.list_jobs() if is_claimable(j, now)]
+        jobs = store.list_jobs()
+        watch.keep_only({j.id for j in jobs if j.status == JobStatus.RUNNING})
+        candidates = [j for j in jobs if is_claimable(j, watch, lease_s)]
         candidates.sort(key=lambda j: (-j.priority, j.created_at))
         for cand in candidates:
             with store.locked(cand.id):
                 job = _fresh(store, cand.id)
-                now = time.time()
-                if not is_claimable(job, now):
+                if not is_claimable(job, watch, lease_s):
                     continue
-                claim = _take(store, job, runner_id, lease_s, max_attempts, now)
+                claim = _take(store, job, runner_id, lease_s, max_attempts, wall())
                 if claim is not None:
                     return claim
     return None
@@ -94,7 +154,7 @@ def _take(store: Store, job: Job, runner_id: str, lease_s: float, max_attempts: 
     state.update(
         status=transition(job.status, JobStatus.RUNNING).value,
         epoch=epoch,
-        lease={"runner": runner_id, "epoch": epoch, "expires_at": now + lease_s},
+        lease={"runner": runner_id, "epoch": epoch, "expires_at": now + lease_s, "lease_s": lease_s},
         attempts=state.get("attempts", 0) + 1,
         started_at=state.get("started_at") or now,
         finished_at=None,
@@ -103,6 +163,7 @@ def _take(store: Store, job: Job, runner_id: str, lease_s: float, max_attempts: 
     )
     state.setdefault("item_crashes", {})
     write_state(store, job.id, state)
+    watch_of(store).note(job.id, state["lease"], lease_s, live=True)
     info: dict[str, Any] = {"runner": runner_id, "epoch": epoch, "resume_from": sum(counts.values())}
     if previous and job.status == JobStatus.RUNNING:
         info["reclaimed_from"] = previous
@@ -130,8 +191,10 @@ def save(store: Store, claim: Claim, *, renew: bool = False) -> None:
     with store.locked(claim.job_id):
         _check_fence(store, claim)
         if renew:
-            claim.state["lease"]["expires_at"] = time.time() + claim.lease_s
+            claim.state["lease"]["expires_at"] = wall() + claim.lease_s
+            claim.renewed = time.monotonic()
         write_state(store, claim.job_id, claim.state)
+        watch_of(store).note(claim.job_id, claim.state["lease"], claim.lease_s, live=True)
 
 
 def commit_item(store: Store, claim: Claim, result: dict[str, Any]) -> bool:
@@ -144,16 +207,18 @@ def commit_item(store: Store, claim: Claim, result: dict[str, Any]) -> bool:
             log_event(store, claim.job_id, "duplicate_ignored", index=index, epoch=claim.epoch)
             return False
         path.parent.mkdir(exist_ok=True)
-        result = {**result, "runner": claim.runner_id, "epoch": claim.epoch, "committed_at": time.time()}
+        result = {**result, "runner": claim.runner_id, "epoch": claim.epoch, "committed_at": wall()}
         atomic_write_json(path, result)
+        # Logged at once, still under the lock: a kill can only fall in the microseconds between.
+        log_event(store, claim.job_id, "item_committed", index=index, status=result["status"], epoch=claim.epoch)
         progress = claim.state["progress"]
         progress[result["status"]] = progress.get(result["status"], 0) + 1
         if progress.get("current") and progress["current"].get("index") == index:
             progress["current"] = None
         claim.state["run"]["committed"] += 1
-        claim.state["lease"]["expires_at"] = max(claim.expires_at, time.time() + claim.lease_s / 2)
+        claim.state["lease"]["expires_at"] = max(claim.expires_at, wall() + claim.lease_s / 2)
         write_state(store, claim.job_id, claim.state)
-    log_event(store, claim.job_id, "item_committed", index=index, status=result["status"], epoch=claim.epoch)
+        watch_of(store).note(claim.job_id, claim.state["lease"], claim.lease_s, live=True)
     return True
 
 
@@ -168,7 +233,7 @@ def finish(store: Store, claim: Claim, status: JobStatus, error: str | None = No
     )
     claim.state["progress"]["current"] = None
     if status.is_terminal:
-        claim.state["finished_at"] = time.time()
+        claim.state["finished_at"] = wall()
     with store.locked(claim.job_id):
         _check_fence(store, claim)
         write_state(store, claim.job_id, claim.state)

@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from jobs import config, lease
-from jobs.atomic import atomic_write_json, is_disk_full
+from jobs.atomic import TMP_PREFIX, is_disk_full
 from jobs.control import apply_requests
 from jobs.errors import LeaseLost, StoreBusy
+from jobs.heartbeat import Telemetry
 from jobs.housekeeping import housekeep
 from jobs.lease import Claim, log_event
 from jobs.pool import InFlight, WorkerHandle
@@ -31,6 +32,8 @@ from jobs.store import Store
 
 log = logging.getLogger("ocrjobs.runner")
 POISON_CRASHES = 2
+#: Disk space each runner keeps in reserve to record a "disk full" pause (see ``_keep_reserve``).
+RESERVE_BYTES = 256 * 1024
 
 
 @dataclass
@@ -46,6 +49,9 @@ class RunnerOptions:
     load_timeout_s: float = 900.0
     poll_max_s: float = 2.0
     retention_days: float = config.RETENTION_DAYS
+    heartbeat_s: float = config.env_float("OCRJOBS_HEARTBEAT_S", 2.0)
+    metrics_port: int | None = None  # None: no metrics server
+    metrics_host: str = "127.0.0.1"
 
 
 class Runner:
@@ -54,6 +60,9 @@ class Runner:
         self.store = Store(opts.state)
         self.id = f"{socket.gethostname()}-{os.getpid()}-{os.urandom(2).hex()}"
         self.started_at = time.time()
+        # before the workers start, so a busy metrics port fails fast
+        metrics_at = (opts.metrics_host, opts.metrics_port) if opts.metrics_port is not None else None
+        self.telemetry = Telemetry(self.store, self.id, opts.heartbeat_s, metrics_at)
         self.workers = [WorkerHandle(i, opts.device, opts.hb_interval_s) for i in range(opts.workers)]
         self.claim: Claim | None = None
         self.pending: deque[dict[str, Any]] = deque()
@@ -65,6 +74,7 @@ class Runner:
         self.last_error: str | None = None
         self.claim_error: str | None = None
         self._next = {"heartbeat": 0.0, "requests": 0.0, "housekeeping": 0.0}
+        self._reserve = self.store.runners_dir / f"{TMP_PREFIX}reserve-{self.id}"
 
     # -- main loop ------------------------------------------------------------------------
     def run(self) -> int:
@@ -83,16 +93,19 @@ class Runner:
                 now = time.monotonic()
                 if now >= self._next["heartbeat"]:
                     self._write_heartbeat()
-                    self._next["heartbeat"] = now + 2.0
+                    self._next["heartbeat"] = now + self.opts.heartbeat_s
                 if self.claim is None:
                     if self.stopping:
                         break
                     if self._idle_tick():
                         idle_sleep = 0.1
                         continue
-                    if self.opts.once:
+                    suspect = lease.watch_of(self.store).suspect()  # an orphan's lease, maybe: watch it closely
+                    if self.opts.once and not suspect:
                         break
-                    self._wait(idle_sleep)
+                    if suspect:
+                        idle_sleep = min(idle_sleep, 0.25)
+                    self._wait(min(idle_sleep, max(self._next["heartbeat"] - time.monotonic(), 0.01)))
                     idle_sleep = min(idle_sleep * 2, self.opts.poll_max_s)
                     continue
                 self._job_tick()
@@ -134,6 +147,12 @@ class Runner:
         except StoreBusy as e:
             log.warning("%s", e)
             return False
+        except OSError as e:  # a full disk must not kill the daemon: claim again once there is room
+            if not is_disk_full(e):
+                raise
+            self.last_error = f"disk full in {self.store.root}: {e.strerror}; cannot claim jobs until space is freed"
+            log.warning("%s", self.last_error)
+            return False
         if claim is None:
             return False
         self._start_job(claim)
@@ -146,8 +165,14 @@ class Runner:
         done = {r["index"] for r in self.store.iter_results(claim.job_id)}
         self.pending = deque(i for i in self.store.manifest(claim.job_id) if i["index"] not in done)
         self.draining = None
+        self.telemetry.on_claim(claim.job_id, float(job.spec.get("item_timeout", config.DEFAULT_ITEM_TIMEOUT_S)))
         log.info(
-            "claimed job %s (epoch %d): %d of %d items to do", claim.job_id, claim.epoch, len(self.pending), job.total
+            "claimed job %s (epoch %d): %d of %d items to do",
+            claim.job_id,
+            claim.epoch,
+            len(self.pending),
+            job.total,
+            extra={"event": "claimed", "job_id": claim.job_id, "epoch": claim.epoch, "pending": len(self.pending)},
         )
 
     def _job_tick(self) -> None:
@@ -209,7 +234,7 @@ class Runner:
         if kind == "loading":
             w.loading_since = time.monotonic()
         elif kind == "loaded":
-            w.loading_since, w.engine_device = None, msg[2]
+            w.loading_since, w.engine_device, w.engine_name = None, msg[2], msg[1]
             if w.task:
                 w.task.started = time.monotonic()  # the item's clock starts once the model is in
             log.info("worker %d loaded %s on %s in %.1f s", w.slot, msg[1], msg[2], msg[3])
@@ -310,11 +335,13 @@ class Runner:
         assert self.claim is not None
         if lease.commit_item(self.store, self.claim, result):
             self.counters[result["status"]] = self.counters.get(result["status"], 0) + 1
+            self.telemetry.on_commit(self.claim.job_id, result)
 
     # -- the job as a whole -----------------------------------------------------------------
     def _renew_if_due(self) -> None:
         assert self.claim is not None
-        if time.time() >= self.claim.expires_at - self.claim.lease_s * 2 / 3:
+        # monotonic, so a wall-clock jump can neither stop the renewals nor let the lease lapse
+        if time.monotonic() - self.claim.renewed >= self.claim.lease_s / 3:
             lease.save(self.store, self.claim, renew=True)
 
     def _own_requests(self) -> None:
@@ -387,7 +414,12 @@ class Runner:
         if status in (JobStatus.FAILED, JobStatus.COMPLETED_WITH_ERRORS) and error is None:
             error = f"{p.get('failed', 0)} item(s) failed, {p.get('timed_out', 0)} timed out"
         lease.finish(self.store, self.claim, status, error)
-        log.info("job %s: %s", self.claim.job_id, status.value)
+        log.info(
+            "job %s: %s",
+            self.claim.job_id,
+            status.value,
+            extra={"event": "job_" + status.value, "job_id": self.claim.job_id, "error": error},
+        )
         self.claim, self.draining, self.pending = None, None, deque()
         self.claim_error = None
 
@@ -405,6 +437,7 @@ class Runner:
         for w in self.workers:
             if w.task is not None:
                 w.restart()
+        self._reserve.unlink(missing_ok=True)  # room for the small write that records the pause
         try:
             lease.finish(self.store, self.claim, JobStatus.PAUSED, error=reason, reason="disk_full")
         except (OSError, LeaseLost) as e2:
@@ -413,32 +446,21 @@ class Runner:
 
     # -- bookkeeping --------------------------------------------------------------------------
     def _write_heartbeat(self) -> None:
-        hb = {
-            "id": self.id,
-            "pid": os.getpid(),
-            "host": socket.gethostname(),
-            "version": config.VERSION,
-            "started_at": self.started_at,
-            "heartbeat_at": time.time(),
-            "device": self.opts.device,
-            "job": self.claim.job_id if self.claim else None,
-            "stopping": self.stopping,
-            "workers": [
-                {
-                    "slot": w.slot,
-                    "pid": w.pid,
-                    "engine_device": w.engine_device,
-                    "item": w.task.item["index"] if w.task else None,
-                }
-                for w in self.workers
-            ],
-            "counters": self.counters,
-            "last_error": self.last_error,
-        }
+        self.telemetry.write(self)  # state/runners/<id>.json; see jobs/heartbeat.py
+        self._keep_reserve()
+
+    def _keep_reserve(self) -> None:
+        """Hold RESERVE_BYTES of the job folder's disk so that, when it fills up, the pause that says
+        "disk full" can still be written. A ``.tmp-`` name, touched at each heartbeat: housekeeping
+        sweeps the reserve of a runner that was killed (after an hour), never a live one's."""
         try:
-            atomic_write_json(self.store.runners_dir / f"{self.id}.json", hb, durable=False)
-        except OSError as e:
-            log.warning("could not write the runner heartbeat: %s", e)
+            if self._reserve.exists():
+                os.utime(self._reserve)
+            else:
+                with open(self._reserve, "wb") as f:
+                    f.write(b"\0" * RESERVE_BYTES)
+        except OSError:
+            self._reserve.unlink(missing_ok=True)  # no room yet: retried at the next heartbeat
 
     def _shutdown(self) -> None:
         if self.claim is not None:
@@ -448,5 +470,6 @@ class Runner:
                 log.warning("could not hand the job back: %s", e)
         for w in self.workers:
             w.stop()
-        (self.store.runners_dir / f"{self.id}.json").unlink(missing_ok=True)
+        self.telemetry.close()
+        self._reserve.unlink(missing_ok=True)
         log.info("runner %s stopped", self.id)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import shutil
+import time
 
 import psutil
 import streamlit as st
 
 from jobs.health import check
+from jobs.heartbeat import read_history
 from pages.common import age, get_store
 
 store = get_store()
@@ -42,11 +44,28 @@ def live() -> None:
         st.info("No runner has ever reported. Start one with `python runner.py` (or `make run`).")
 
     st.subheader("GPU")
-    gpus = [g for r in report["runners"] if r["state"] == "alive" for g in (r.get("gpu") or {}).get("gpus", [])]
+    alive = [r for r in report["runners"] if r["state"] == "alive"]
+    gpus = [{"runner": r["id"], **g} for r in alive for g in (r.get("gpu") or {}).get("gpus", [])]
     if gpus:
         st.dataframe(gpus, hide_index=True)
     else:
         st.caption("No GPU — CPU mode.")
+    history = [(r["id"], read_history(store, r["id"])) for r in alive]
+    if any(samples for _, samples in history):
+        now = time.time()
+        rows = [
+            {
+                "minutes ago": round((now - s["t"]) / 60, 1),
+                "runner": rid,
+                "CPU %": s.get("cpu_percent"),
+                "GPU memory (MiB)": (s.get("gpu_memory_used_bytes") or 0) / 2**20,
+            }
+            for rid, samples in history
+            for s in samples
+        ]
+        metric = "GPU memory (MiB)" if gpus else "CPU %"
+        st.caption(f"{metric}, last hour (from runner heartbeats)")
+        st.line_chart(rows, x="minutes ago", y=metric, color="runner", height=200)
 
     st.subheader("Machine")
     disk = shutil.disk_usage(store.root)

@@ -10,6 +10,7 @@ from typing import Any
 
 import streamlit as st
 
+from jobs.diagnose import diagnose
 from jobs.errors import JobNotFound
 from jobs.export import FORMATS, render
 from jobs.status import JobStatus
@@ -58,6 +59,12 @@ def thumbnail(job_id: str, path: str, page: int | None, kind: str) -> str | None
         return None
 
 
+def preview(item: dict[str, Any]) -> str | None:
+    if item.get("error") or not item.get("path"):
+        return None
+    return thumbnail(job_id, item["path"], item.get("page"), item.get("kind", "image"))
+
+
 def throughput(events: list[dict[str, Any]]) -> dict[str, list[Any]]:
     commits = [e["at"] for e in events if e.get("event") == "item_committed"]
     if not commits:
@@ -98,14 +105,14 @@ def live() -> None:
         st.info(f"Requested, waiting for a runner: {', '.join(pending)}")
     events = store.events(job.id)
     if job.status == JobStatus.RUNNING:
-        last = max((e["at"] for e in events if e.get("event") in ("item_committed", "claimed")), default=None)
-        quiet = time.time() - last if last else None
-        timeout = float(job.spec.get("item_timeout", 120))
-        if quiet and quiet > min(timeout, 60):
-            st.error(
-                f"No progress for {age(quiet)} (item timeout {timeout:g} s): the runner may be stuck; "
-                "see the Health page."
-            )
+        diag = diagnose(store, job.id)
+        if diag.stuck:
+            with st.container(border=True):
+                st.error(f"**{diag.diagnosis.capitalize()}**: {diag.summary}")
+                for tip in diag.suggestions:
+                    st.markdown(f"- {tip}")
+                with st.expander("Evidence"):
+                    st.json(diag.evidence)
     chart = throughput(events)
     if len(chart.get("seconds", [])) > 1:
         st.caption("Throughput (items/s, 10 s buckets)")
@@ -152,9 +159,7 @@ shown = items[(page_no - 1) * PAGE_SIZE : page_no * PAGE_SIZE]
 st.dataframe(
     [
         {
-            "preview": thumbnail(job_id, manifest[i["index"]]["path"], i.get("page"), manifest[i["index"]]["kind"])
-            if not manifest[i["index"]].get("error")
-            else None,
+            "preview": preview(manifest.get(i["index"], {})),
             "#": i["index"],
             "source": i["source"],
             "page": i.get("page"),

@@ -83,3 +83,15 @@ class DictEngine(SizeEngine):
 class BrokenLoadEngine(SizeEngine):
     def load(self, device: str = "auto") -> None:
         raise RuntimeError("model weights not found in /models/missing")
+
+
+GREEN = (0, 255, 0)
+
+
+class SlowOnceEngine(SizeEngine):
+    """Fast (``delay``) on most images, but takes ``slow`` seconds on a green-marked one: a job that
+    stalls on one item without reaching its timeout."""
+
+    def react(self, im: Image.Image) -> None:
+        if im.getpixel((0, 0)) == GREEN:
+            time.sleep(float(self.options.get("slow", 30.0)))

@@ -122,7 +122,7 @@ def test_job_page_shows_results_errors_and_downloads(store: Store, tmp_path: Pat
     assert results["preview"].iloc[0].startswith("data:image/png;base64,")
     failed = next(df for df in texts if {"source", "error"} <= set(df.columns))
     assert failed["error"].tolist() == ["model exploded"]
-    assert len(at.get("download_button")) == 3
+    assert [b.label for b in at.get("download_button")] == ["json", "csv", "txt", "xlsx"]
     at.button[0].click().run()  # retry failed items
     assert [r["kind"] for _, r in store.pending_requests(job_id)] == ["retry"]
 
@@ -145,3 +145,32 @@ def test_health_page_shows_a_live_runner(store: Store) -> None:
     (store.runners_dir / "box-1-aa.json").write_text(json.dumps(hb))
     at = open_page("health_page")
     assert at.dataframe[0].value["state"].tolist() == ["alive"]
+
+
+def test_health_page_raises_a_gpu_memory_alert(store: Store) -> None:
+    from jobs.gpu import gpu_stats
+    from tests.fakes import FakeNvml, write_heartbeat
+
+    write_heartbeat(store, "gpu-box", gpu=gpu_stats(FakeNvml(used_mib=15800, total_mib=16000)))
+    at = open_page("health_page")
+    assert any("GPU" in w.value and "memory" in w.value for w in at.warning), [w.value for w in at.warning]
+    gpus = next(df.value for df in at.dataframe if "runner" in df.value.columns and "name" in df.value.columns)
+    assert gpus["runner"].tolist() == ["gpu-box"]
+
+
+def test_job_page_shows_the_diagnosis_of_an_orphaned_job(store: Store) -> None:
+    from tests.fakes import running_state, write_job
+
+    job_id = write_job(store, state=running_state("gone-runner", expires_in=-120))
+    at = open_page("job_page", id=job_id)
+    assert any("Orphaned" in e.value for e in at.error), [e.value for e in at.error]
+
+
+def test_the_shared_password_gates_every_page(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OCRJOBS_DASHBOARD_PASSWORD", "s3cret")
+    at = AppTest.from_file(str(REPO / "dashboard.py"), default_timeout=30).run()
+    assert not at.title and at.text_input[0].label == "Password"
+    at.text_input[0].set_value("wrong").run()
+    assert at.error[0].value == "Wrong password." and not at.title
+    at.text_input[0].set_value("s3cret").run()
+    assert [t.value for t in at.title] == ["Jobs"]

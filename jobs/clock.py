@@ -1,0 +1,37 @@
+"""The wall clock that lease code reads, with a test hook to make it jump.
+
+Lease expiry timestamps are wall-clock (other hosts read them), but no decision to take a lease
+over rests on them: see :class:`jobs.lease.LeaseWatch`. ``OCRJOBS_CLOCK_OFFSET_S`` (seconds,
+may be negative) shifts this process's wall clock, and ``OCRJOBS_CLOCK_OFFSET_FILE`` names a file
+holding that offset, re-read when it changes, so a test can jump a running process's clock.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+_file_cache: tuple[tuple[int, int], float] | None = None
+
+
+def offset() -> float:
+    """Seconds added to the real wall clock (0 outside tests)."""
+    global _file_cache
+    path = os.environ.get("OCRJOBS_CLOCK_OFFSET_FILE")
+    if path:
+        try:
+            st = os.stat(path)
+            key = (st.st_mtime_ns, st.st_size)
+            if _file_cache is None or _file_cache[0] != key:
+                with open(path) as f:
+                    _file_cache = (key, float(f.read().strip() or 0))
+            return _file_cache[1]
+        except (OSError, ValueError):
+            return 0.0
+    raw = os.environ.get("OCRJOBS_CLOCK_OFFSET_S")
+    return float(raw) if raw else 0.0
+
+
+def wall() -> float:
+    """``time.time()`` as this process believes it: the real clock plus any test offset."""
+    return time.time() + offset()
