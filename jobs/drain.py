@@ -1,0 +1,77 @@
+"""Winding down the held job: requests for it (cancel, pause, delete) and the drain they start.
+
+A drain stops new items from being dispatched and ends the job as its target status once the
+items in flight finish, or at its deadline (monotonic), whichever comes first; the Runner then
+ends the job (``Runner._maybe_finish``) and only then removes the request files the drain applied.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from jobs.control import apply_requests
+from jobs.lease import Claim, log_event
+from jobs.pool import WorkerHandle
+from jobs.status import JobStatus
+from jobs.store import Store
+
+log = logging.getLogger("ocrjobs.runner")
+#: (target status, monotonic deadline, request files to remove once the job has ended)
+Draining = tuple[JobStatus, float, list[Path]]
+
+
+class Drain:
+    """The held job's drain, if any (``state``), and why it failed (``error``) for a FAILED drain."""
+
+    def __init__(self, store: Store, workers: list[WorkerHandle], grace_s: float) -> None:
+        self.store, self.workers, self.grace_s = store, workers, grace_s
+        self.state: Draining | None = None
+        self.error: str | None = None
+        self._next_requests = 0.0
+
+    def own_requests(self, claim: Claim) -> None:
+        """Apply the requests for the held job, at most every 0.5 s (at item boundaries)."""
+        now = time.monotonic()
+        if now < self._next_requests:
+            return
+        self._next_requests = now + 0.5
+        applying = self.state[2] if self.state else []
+        for path, req in apply_requests(self.store, own_job=claim.job_id):
+            if path in applying:
+                continue  # already being applied; its file is removed when the job ends
+            kind = req.get("kind")
+            if kind == "cancel":
+                self.start(JobStatus.CANCELLED, [path], soft=True)
+            elif kind == "delete":  # cancel now; the request stays, and is applied once the job stops
+                self.start(JobStatus.CANCELLED, [], soft=True)
+            elif kind == "pause" and (self.state is None or self.state[0] == JobStatus.QUEUED):
+                self.start(JobStatus.PAUSED, [path])
+            else:
+                log_event(self.store, claim.job_id, "request_ignored", kind=kind, status="running")
+                path.unlink(missing_ok=True)
+
+    def start(self, target: JobStatus, requests: list[Path], soft: bool = False, error: str | None = None) -> None:
+        """Stop dispatching; end the job as ``target`` once in-flight items finish (or the grace ends)."""
+        deadline = time.monotonic() + (self.grace_s if soft or target == JobStatus.QUEUED else 1e9)
+        if target == JobStatus.FAILED:
+            deadline = time.monotonic()
+        if self.state is not None:  # a later request never postpones an earlier deadline
+            if self.state[0] == target:
+                deadline = min(deadline, self.state[1])
+            requests = [*self.state[2], *requests]
+        self.state = (target, deadline, requests)
+        if error:
+            self.error = error
+        if soft:
+            for w in self.workers:
+                w.soft_stop()
+
+    def for_shutdown(self, stop_deadline: float) -> None:
+        """On SIGTERM: hand the job back, or finish a pause or cancel under way, within the grace."""
+        if self.state is None:
+            self.start(JobStatus.QUEUED, [])
+            return
+        target, deadline, requests = self.state
+        self.state = (target, min(deadline, stop_deadline), requests)
