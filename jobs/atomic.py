@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from jobs.errors import OcrJobsError
+
 log = logging.getLogger(__name__)
 
 TMP_PREFIX = ".tmp-"
@@ -73,7 +75,7 @@ def append_line(path: Path, obj: Any) -> None:
         os.close(fd)
 
 
-class Corrupt(Exception):
+class Corrupt(OcrJobsError):
     """A JSON file exists but cannot be parsed into the expected shape."""
 
 

@@ -177,12 +177,18 @@ def cmd_show(store: Store, args: argparse.Namespace) -> int:
         lines.append(f"error: {data['error']}")
     if data["requests_pending"]:
         lines.append(f"requested (waiting for a runner): {', '.join(data['requests_pending'])}")
-    for item in store.items(job.id):
-        if item["status"] in ("failed", "timed_out"):
-            lines.append(
-                f"  #{item['index']} {item['source']} p{item.get('page') or '-'}: {item['status']}: "
-                f"{(item.get('error') or {}).get('message')}"
-            )
+    if not args.json:  # the per-item lines read every result file: only for people
+        try:
+            items = store.items(job.id)
+        except OcrJobsError as e:
+            items = []
+            lines.append(f"items unreadable: {e}")
+        for item in items:
+            if item["status"] in ("failed", "timed_out"):
+                lines.append(
+                    f"  #{item['index']} {item['source']} p{item.get('page') or '-'}: {item['status']}: "
+                    f"{(item.get('error') or {}).get('message')}"
+                )
     _print(args, data, "\n".join(lines))
     return 0
 

@@ -23,6 +23,9 @@ MAX_PIXELS = int(os.environ.get("OCRJOBS_MAX_PIXELS", 120_000_000))
 MAX_ZIP_BYTES = int(os.environ.get("OCRJOBS_MAX_ZIP_BYTES", 4 * 1024**3))
 MAX_ZIP_ENTRIES = int(os.environ.get("OCRJOBS_MAX_ZIP_ENTRIES", 20_000))
 MAX_FOLDER_FILES = int(os.environ.get("OCRJOBS_MAX_FOLDER_FILES", 100_000))
+#: A workbook/CSV with more data rows than this is refused while it is read, so a 1,048,576-row
+#: sheet costs a second or two of validation, not minutes and gigabytes of items.
+MAX_TABLE_ROWS = int(os.environ.get("OCRJOBS_MAX_TABLE_ROWS", 100_000))
 #: Excel refuses longer cell text; exports cut there with a visible mark.
 EXCEL_CELL_MAX = 32_767
 

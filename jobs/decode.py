@@ -62,6 +62,8 @@ def render_pdf_page(path: Path, page: int, dpi: int) -> Image.Image:
     except pdfium.PdfiumError as e:
         raise InputError(f"not a readable PDF: {e}") from None
     try:
+        if not 1 <= page <= len(doc):  # doc[-1] would quietly be the last page
+            raise InputError(f"PDF has no page {page} (it has {len(doc)})")
         pdf_page = doc[page - 1]
         w_pt, h_pt = pdf_page.get_size()
         scale = dpi / 72.0
@@ -73,10 +75,25 @@ def render_pdf_page(path: Path, page: int, dpi: int) -> Image.Image:
         doc.close()
 
 
+def item_path(job_dir: Path, rel: Any) -> Path:
+    """The item's file, resolved (symlinks too) and confined to the job folder: a hand-edited
+    manifest naming ``../../etc/passwd`` or ``/etc/passwd`` is that item's InputError, never a read."""
+    if not isinstance(rel, str) or not rel or "\0" in rel:
+        raise InputError(f"manifest names no usable input file ({str(rel)[:80]!r})")
+    root = job_dir.resolve()
+    path = (root / rel).resolve()
+    if not path.is_relative_to(root) or path == root:
+        raise InputError(f"manifest path {rel[:200]!r} lies outside the job folder; refused")
+    return path
+
+
 def load_item(job_dir: Path, item: dict[str, Any], dpi: int) -> Image.Image:
     if item.get("error"):
         raise InputError(item["error"])
-    path = job_dir / item["path"]
-    if item["kind"] == "pdf":
-        return render_pdf_page(path, int(item["page"]), dpi)
+    path = item_path(job_dir, item.get("path"))
+    if item.get("kind") == "pdf":
+        page = item.get("page")
+        if not isinstance(page, int):
+            raise InputError(f"manifest gives no page number for PDF item {item.get('index')}")
+        return render_pdf_page(path, page, dpi)
     return load_image(path, item.get("page"))

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from jobs import config
 from jobs.books import TABLE_EXTS, Book, CsvBook, Embedded, XlsxBook, is_table, open_book
 from jobs.errors import SubmitError
 
@@ -197,6 +198,11 @@ def _select(book: Book, path: Path, sheet: str, column: str | None, header_row: 
         width = max(width, _width(values))
         if _nonempty(values):
             nonempty += 1
+            if nonempty > config.MAX_TABLE_ROWS:
+                raise SubmitError(
+                    f"sheet {sheet!r} of {path.name} has more than {config.MAX_TABLE_ROWS:,} data rows "
+                    "(OCRJOBS_MAX_TABLE_ROWS); split it into smaller workbooks"
+                )
             if col is not None:
                 cells.append(Row(n, _clean(values[col - 1]) if col <= len(values) else None))
     pictures = [im for im in book.images(sheet) if im.row > header_row]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import secrets
 import tempfile
 import time
@@ -176,7 +177,7 @@ def _csv(items: Tracker, f: TextIO) -> None:
     writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
     writer.writeheader()
     for row in items:
-        writer.writerow(row)
+        writer.writerow({c: csv_safe(row.get(c)) for c in COLUMNS})
 
 
 def _txt(items: Tracker, f: TextIO) -> None:
@@ -228,14 +229,39 @@ def excel_value(value: Any) -> Any:
     return text
 
 
+#: A text cell starting with one of these is run as a formula by Excel, LibreOffice or Sheets
+#: (CSV/formula injection: ``=HYPERLINK(...)``, ``+cmd|...``, ``@SUM(...)``).
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
+
+
+def formula_like(value: Any) -> bool:
+    """Text a spreadsheet would evaluate; a plain number such as ``-12.5`` is not."""
+    return isinstance(value, str) and value.startswith(FORMULA_START) and not _NUMBER.match(value)
+
+
+def csv_safe(value: Any) -> Any:
+    """A CSV field that opens as text: formula-like text gets a leading ``'`` (OWASP's advice;
+    the json and txt exports keep the text unchanged)."""
+    return "'" + value if formula_like(value) else value
+
+
+def neutralise(cell: Any) -> None:
+    """Make an openpyxl text cell inert: a string, shown with Excel's quote prefix (as if typed
+    with a leading ``'``), so editing it never turns it into a formula. Its text is unchanged."""
+    if formula_like(cell.value):
+        cell.data_type = "s"
+        cell.quotePrefix = True
+
+
 def write_only_cell(ws: Any, value: Any) -> Any:
-    """A write-only cell; text that starts with '=' stays text, never a formula."""
+    """A write-only cell; formula-like text stays text, never a formula."""
     value = excel_value(value)
-    if isinstance(value, str) and value.startswith("="):
+    if formula_like(value):
         from openpyxl.cell import WriteOnlyCell
 
         cell = WriteOnlyCell(ws, value)
-        cell.data_type = "s"
+        neutralise(cell)
         return cell
     return value
 
@@ -260,5 +286,5 @@ def info_sheet(wb: Any, items: Tracker) -> None:
     ]
     for line in lines:
         ws.append(line)
-    for m in items.missing:
-        ws.append([m["index"], m.get("row"), m["source"], m.get("page")])
+    for m in items.missing:  # a source is the user's text (a file name, a cell): never a formula
+        ws.append([m["index"], m.get("row"), write_only_cell(ws, m["source"]), m.get("page")])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import secrets
 import time
 from collections.abc import Iterator
@@ -27,6 +28,8 @@ from jobs.status import ItemStatus, JobStatus
 log = logging.getLogger(__name__)
 
 REQUEST_KINDS = ("cancel", "pause", "resume", "retry", "delete")
+#: What :func:`new_job_id` makes. Anything else is refused before it touches a path.
+JOB_ID = re.compile(r"^[0-9]{8}-[0-9]{6}-[0-9a-f]{6}$")
 
 
 @dataclass
@@ -114,8 +117,10 @@ class Store:
 
     # -- paths -------------------------------------------------------------------------
     def job_dir(self, job_id: str) -> Path:
-        if not job_id or "/" in job_id or job_id.startswith("."):
-            raise JobNotFound(job_id)
+        """The job's folder. An id not of :data:`JOB_ID`'s form (``../x``, ``a/b``, a NUL) is refused
+        here, so no caller can be led outside ``jobs/`` by a request file or a URL."""
+        if not isinstance(job_id, str) or not JOB_ID.fullmatch(job_id):
+            raise JobNotFound(str(job_id)[:80])
         return self.jobs_dir / job_id
 
     def lock(self, job_id: str | None = None, timeout: float = config.LOCK_TIMEOUT_S) -> FileLock:
@@ -145,6 +150,8 @@ class Store:
                 raw = read_json(d / "job.json")
                 if raw is None:
                     return None
+                if raw["id"] != job_id or not isinstance(raw["spec"], dict):
+                    raise ValueError(f"id {raw['id']!r} or spec does not match the folder {job_id}")
                 sub = Job(
                     id=raw["id"],
                     created_at=float(raw["created_at"]),
@@ -181,7 +188,7 @@ class Store:
 
     def job_ids(self) -> list[str]:
         with os.scandir(self.jobs_dir) as it:
-            return sorted(e.name for e in it if e.is_dir() and not e.name.startswith("."))
+            return sorted(e.name for e in it if e.is_dir() and JOB_ID.fullmatch(e.name))
 
     def list_jobs(self, statuses: set[JobStatus] | None = None) -> list[Job]:
         """All jobs, newest first: one stat a job, re-parsing only what changed; never a result file."""
@@ -200,9 +207,13 @@ class Store:
         return out
 
     def manifest(self, job_id: str) -> list[dict[str, Any]]:
-        items = read_json(self.job_dir(job_id) / "manifest.json", expect=list)
+        path = self.job_dir(job_id) / "manifest.json"
+        items = read_json(path, expect=list)
         if items is None:
             raise JobNotFound(job_id)
+        for n, item in enumerate(items):
+            if not _item_shape_ok(item, n):
+                raise Corrupt(f"{path.name}: item {n} is not an item ({str(item)[:80]})")
         return items
 
     def results_dir(self, job_id: str) -> Path:
@@ -222,6 +233,9 @@ class Store:
                 res = read_json(Path(entry.path))
             except Corrupt as e:
                 quarantine(self.root, Path(entry.path), f"result unreadable, item will be redone: {e}")
+                continue
+            if res is not None and not (isinstance(res.get("index"), int) and isinstance(res.get("status"), str)):
+                quarantine(self.root, Path(entry.path), "result lacks index/status, redone")
                 continue
             if res is not None:
                 yield res
@@ -295,6 +309,18 @@ class Store:
             if req and (job_id is None or req.get("job_id") == job_id):
                 out.append((path, req))
         return out
+
+
+def _item_shape_ok(item: Any, n: int) -> bool:
+    """A manifest entry as submit writes it: the keys every reader indexes, with their types.
+    A hand-edited manifest fails here as Corrupt rather than as a KeyError deep in a reader."""
+    return (
+        isinstance(item, dict)
+        and item.get("index") == n
+        and isinstance(item.get("source"), str)
+        and isinstance(item.get("path", ""), str)
+        and isinstance(item.get("page"), int | None)
+    )
 
 
 class _Locked:

@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from jobs import config, lease
-from jobs.atomic import is_disk_full
+from jobs.atomic import Corrupt, is_disk_full
 from jobs.control import apply_requests
 from jobs.drain import Drain
-from jobs.errors import LeaseLost, StoreBusy
+from jobs.errors import JobNotFound, LeaseLost, StoreBusy
 from jobs.heartbeat import Telemetry
 from jobs.housekeeping import housekeep
 from jobs.items import Items
@@ -172,7 +172,13 @@ class Runner:
     def _start_job(self, claim: Claim) -> None:
         self.claim = claim
         job = self.store.get(claim.job_id)
-        self.items.load(claim.job_id, job.spec)
+        try:
+            self.items.load(claim.job_id, job.spec)
+        except (Corrupt, JobNotFound) as e:  # a hand-edited or damaged manifest: fail the job, not the runner
+            log.error("job %s: %s", claim.job_id, e)
+            lease.finish(self.store, claim, JobStatus.FAILED, f"the job's item list is unreadable ({e}); submit again")
+            self.claim = None
+            return
         self.drain.state = None
         self.telemetry.on_claim(claim.job_id, float(job.spec.get("item_timeout", config.DEFAULT_ITEM_TIMEOUT_S)))
         pending = len(self.items.pending)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from jobs.errors import OcrJobsError
-from jobs.export import Tracker, excel_value, info_sheet, write_only_cell
+from jobs.export import Tracker, csv_safe, excel_value, info_sheet, neutralise, write_only_cell
 
 RESULT_HEADERS = ("OCR text", "OCR status", "OCR error")
 _WIDTHS = (60, 12, 40)
@@ -32,7 +32,7 @@ def write(job_dir: Path, table: dict[str, Any], items: Tracker, fmt: str, tmp: P
         with open(tmp, "w", encoding="utf-8-sig", newline="") as f:
             writer = csv.writer(f, delimiter=table.get("delimiter") or ",")
             for values in _sheet_rows(job_dir, table, results):
-                writer.writerow("" if v is None else v for v in values)
+                writer.writerow("" if v is None else csv_safe(v) for v in values)
 
 
 def by_row(items: Iterable[dict[str, Any]]) -> Iterator[tuple[int, Result]]:
@@ -90,8 +90,7 @@ def _workbook(
             if isinstance(cell, MergedCell):
                 continue  # covered by a merge: Excel would not show it
             cell.value = excel_value(value)
-            if isinstance(cell.value, str) and cell.value.startswith("="):
-                cell.data_type = "s"  # OCR text, never a formula
+            neutralise(cell)  # OCR text, never a formula
     for k, width in enumerate(_WIDTHS):
         ws.column_dimensions[get_column_letter(at + k)].width = width
     info_sheet(wb, items)
