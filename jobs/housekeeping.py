@@ -7,13 +7,14 @@ import os
 import time
 from pathlib import Path
 
-from jobs.atomic import TMP_PREFIX, remove_tree
+from jobs.atomic import TMP_PREFIX, Corrupt, read_json, remove_tree
 from jobs.status import JobStatus
 from jobs.store import Store
 
 log = logging.getLogger(__name__)
 
 TMP_MAX_AGE_S = 3600.0
+RUNNER_KEEP_S = 86400.0
 
 
 def housekeep(store: Store, retention_days: float, now: float | None = None) -> dict[str, int]:
@@ -22,7 +23,7 @@ def housekeep(store: Store, retention_days: float, now: float | None = None) -> 
     Never touches a job that is not terminal. Returns counts of what was removed.
     """
     now = now if now is not None else time.time()
-    removed = {"jobs": 0, "temp": 0}
+    removed = {"jobs": 0, "temp": 0, "runners": 0}
     cutoff = now - retention_days * 86400
     for job in store.list_jobs():
         finished = job.state.get("finished_at") or job.state.get("updated_at") or job.created_at
@@ -31,8 +32,11 @@ def housekeep(store: Store, retention_days: float, now: float | None = None) -> 
     removed["temp"] += _sweep_tmp(store.jobs_dir, now, depth=3)
     removed["temp"] += _sweep_tmp(store.requests_dir, now, depth=1)
     removed["temp"] += _sweep_tmp(store.runners_dir, now, depth=2)  # and runners/history/
+    removed["runners"] += _prune_runners(store, now)
     if any(removed.values()):
-        log.info("housekeeping removed %(jobs)d old jobs and %(temp)d temp files", removed)
+        log.info(
+            "housekeeping removed %(jobs)d old jobs, %(temp)d temp files and %(runners)d dead runners' files", removed
+        )
     return removed
 
 
@@ -49,6 +53,21 @@ def delete_job(store: Store, job_id: str, *, terminal_only: bool = False) -> boo
     for leftover in trash.iterdir():
         remove_tree(leftover)
     return True
+
+
+def _prune_runners(store: Store, now: float) -> int:
+    """Forget runners silent for a day (SIGKILLed ones never remove their heartbeat and history)."""
+    n = 0
+    for path in store.runners_dir.glob("*.json"):
+        try:
+            beat = float((read_json(path) or {}).get("heartbeat_at", 0))
+        except (Corrupt, TypeError, ValueError):
+            beat = path.stat().st_mtime
+        if now - beat > RUNNER_KEEP_S:
+            path.unlink(missing_ok=True)
+            (store.runners_dir / "history" / path.name).unlink(missing_ok=True)
+            n += 1
+    return n
 
 
 def _sweep_tmp(root: Path, now: float, depth: int) -> int:

@@ -163,5 +163,16 @@ def test_housekeeping_keeps_recent_terminal_jobs_and_sweeps_stale_temp(state: Pa
     fresh = state / "jobs" / ".tmp-fresh"
     fresh.mkdir()
     removed = housekeep(s, retention_days=7)
-    assert removed == {"jobs": 0, "temp": 1}
+    assert removed == {"jobs": 0, "temp": 1, "runners": 0}
     assert (state / "jobs" / job_id).exists() and fresh.exists() and not stale.exists()
+
+
+def test_housekeeping_forgets_runners_silent_for_a_day(state: Path) -> None:
+    s = Store(state)
+    (s.runners_dir / "history").mkdir()
+    for name, age in (("dead", 2 * 86400), ("recent", 60)):
+        (s.runners_dir / f"{name}.json").write_text(json.dumps({"id": name, "heartbeat_at": time.time() - age}))
+        (s.runners_dir / "history" / f"{name}.json").write_text("{}")
+    assert housekeep(s, retention_days=7)["runners"] == 1
+    assert [r["id"] for r in s.runners()] == ["recent"]
+    assert [p.name for p in (s.runners_dir / "history").iterdir()] == ["recent.json"]
