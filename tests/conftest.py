@@ -79,6 +79,16 @@ class Runners:
         self.procs.append(proc)
         return proc
 
+    def run_once(self, state: Path, *args: str, timeout: float = 240) -> str:
+        """``runner.py --once``: drain the queue, insist on exit 0, return the runner's log."""
+        proc = self.start(state, "--once", *args)
+        try:
+            rc = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"runner --once did not finish:\n{self.log(proc)}") from None
+        assert rc == 0, f"runner exited {rc}:\n{self.log(proc)}"
+        return self.log(proc)
+
     def log(self, proc: subprocess.Popen[bytes]) -> str:
         return Path(proc.log_path).read_text(errors="replace")  # type: ignore[attr-defined]
 

@@ -7,18 +7,16 @@ CER is edit distance / reference length after NFKC, with spaces kept (whitespace
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from PIL import Image, ImageDraw, ImageFont
 from rapidfuzz.distance import Levenshtein
 from rapidfuzz.process import extractOne
 
 from tests.conftest import CJK_FONT, Runners, cli, cli_json
-from tests.test_real_ocr import CHINESE, ENGLISH, LATIN_FONT, cer, normalize
+from tests.test_real_ocr import CHINESE, ENGLISH, LATIN_FONT, cer, normalize, render
 
 pytestmark = [
     pytest.mark.slow,
@@ -33,15 +31,6 @@ MIXED = [
     "Total 合计 1,280.50 元",
     "Please reply before Friday.",
 ]
-
-
-def render(lines: list[str], font: Path, size: tuple[int, int] = (1000, 300)) -> Image.Image:
-    im = Image.new("RGB", size, "white")
-    draw = ImageDraw.Draw(im)
-    face = ImageFont.truetype(str(font), 40)
-    for i, line in enumerate(lines):
-        draw.text((40, 30 + i * 85), line, fill="black", font=face)
-    return im
 
 
 @pytest.fixture(scope="module")
@@ -65,13 +54,7 @@ def jobs_done(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, An
     ids["lang-zh"] = cli_json(state, "submit", pair[1], "--lang", "zh")["id"]
     runners = Runners(tmp)
     try:
-        proc = runners.start(state, "--once", "--device", "cpu")
-        try:
-            rc = proc.wait(timeout=240)
-        except subprocess.TimeoutExpired:
-            raise AssertionError(f"runner --once did not finish:\n{runners.log(proc)}") from None
-        assert rc == 0, f"runner exited {rc}:\n{runners.log(proc)}"
-        log = runners.log(proc)
+        log = runners.run_once(state, "--device", "cpu")
     finally:
         runners.cleanup()
     out: dict[str, Any] = {"log": log, "jobs": {k: cli_json(state, "show", v) for k, v in ids.items()}}

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
+from rapidfuzz.distance.Levenshtein import distance as edit_distance
 
 from tests.conftest import CJK_FONT, Runners, cli, cli_json
 
@@ -41,17 +41,6 @@ DPI = 200
 
 
 # -- scoring -------------------------------------------------------------------------------------
-def edit_distance(a: str, b: str) -> int:
-    """Levenshtein distance (insertions, deletions, substitutions all cost 1)."""
-    prev = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        cur = [i]
-        for j, cb in enumerate(b, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
-        prev = cur
-    return prev[-1]
-
-
 def normalize(text: str, spaces: bool) -> str:
     """NFKC; whitespace runs (line breaks too) become one space, or vanish with ``spaces=False``."""
     text = unicodedata.normalize("NFKC", text).strip()
@@ -73,8 +62,8 @@ def test_scoring_helpers() -> None:
 
 
 # -- the job -------------------------------------------------------------------------------------
-def render(lines: list[str], font: Path) -> Image.Image:
-    im = Image.new("RGB", (1000, 300), "white")
+def render(lines: list[str], font: Path, size: tuple[int, int] = (1000, 300)) -> Image.Image:
+    im = Image.new("RGB", size, "white")
     draw = ImageDraw.Draw(im)
     face = ImageFont.truetype(str(font), 40)
     for i, line in enumerate(lines):
@@ -103,12 +92,7 @@ def ocr_rows(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, dic
     job_id = cli_json(state, "submit", *map(str, files), "--dpi", str(DPI))["id"]
     runners = Runners(tmp)
     try:
-        proc = runners.start(state, "--once", "--device", "cpu")
-        try:
-            rc = proc.wait(timeout=240)
-        except subprocess.TimeoutExpired:
-            raise AssertionError(f"runner --once did not finish:\n{runners.log(proc)}") from None
-        assert rc == 0, f"runner exited {rc}:\n{runners.log(proc)}"
+        runners.run_once(state, "--device", "cpu")
     finally:
         runners.cleanup()
     cli(state, "export", job_id, "--format", "json", "-o", str(tmp / "out.json"))
