@@ -64,6 +64,10 @@ class Drain:
         self.state = (target, deadline, requests)
         if error:
             self.error = error
+        for w in self.workers:  # tasks queued behind the running one go back to pending
+            for task in list(w.tasks)[1:]:
+                if not task.running:
+                    w.drop(task.task_id)
         if soft:
             for w in self.workers:
                 w.soft_stop()

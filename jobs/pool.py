@@ -1,11 +1,17 @@
-"""The supervisor's side of worker subprocesses: start, feed, watch, kill, respawn."""
+"""The supervisor's side of worker subprocesses: start, feed, watch, kill, respawn.
+
+A worker holds up to :data:`DEPTH` tasks (batches of items): the one its engine runs and the
+next, which it decodes meanwhile. ``Items`` (jobs/items.py) drives workers only through the
+interface of :class:`WorkerHandle`, so another executor's handle (jobs/ray_executor.py) plugs in.
+"""
 
 from __future__ import annotations
 
 import logging
 import multiprocessing as mp
 import time
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -13,16 +19,37 @@ from jobs.worker import worker_main
 
 log = logging.getLogger(__name__)
 _SPAWN = mp.get_context("spawn")
+#: Tasks a worker holds at once: the running one and the one being decoded behind it.
+DEPTH = 2
 
 
 @dataclass
 class InFlight:
+    """One task sent to a worker. Its clock (``started``, monotonic) runs from when it became the
+    worker's head task, or from when the engine finished loading; its deadline is ``timeout`` per item."""
+
     job_id: str
-    item: dict[str, Any]
+    task_id: int
+    items: list[dict[str, Any]]
     epoch: int
-    started: float  # monotonic
     timeout: float
+    started: float | None = None
     soft_sent: bool = False
+    decoded: bool = False  # the worker has read its inputs (a crash now is not in decoding them)
+    running: bool = False  # the engine is on it
+    left: set[int] = field(default_factory=set)  # indices whose result has not come back
+
+    def __post_init__(self) -> None:
+        self.left = {int(i["index"]) for i in self.items}
+
+    @property
+    def deadline_s(self) -> float:
+        return self.timeout * len(self.items)
+
+    @property
+    def item(self) -> dict[str, Any]:
+        """The first item (what the dashboard shows as current)."""
+        return self.items[0]
 
 
 class WorkerHandle:
@@ -32,11 +59,13 @@ class WorkerHandle:
         self.slot, self.device, self.hb_interval = slot, device, hb_interval
         self.proc: Any = None
         self.conn: Connection | None = None
-        self.task: InFlight | None = None
+        self.tasks: deque[InFlight] = deque()
         self.loading_since: float | None = None
         self.last_hb = 0.0
         self.engine_device: str | None = None
         self.engine_name: str | None = None
+        self.max_batch = 1  # the engine's, once it is loaded
+        self.loaded_key: str | None = None  # which engine (and options) max_batch is for; set by Items
         self.start()
 
     def start(self) -> None:
@@ -47,7 +76,8 @@ class WorkerHandle:
         self.proc.start()
         child.close()
         self.conn = parent
-        self.task = None
+        self.tasks = deque()
+        self.max_batch, self.loaded_key = 1, None  # a new process has no engine yet
         self.loading_since = None
         self.last_hb = time.monotonic()
         log.info("worker %d started (pid %d)", self.slot, self.proc.pid)
@@ -57,27 +87,49 @@ class WorkerHandle:
         return self.proc.pid
 
     @property
-    def idle(self) -> bool:
-        return self.task is None and self.proc.is_alive()
+    def task(self) -> InFlight | None:
+        """The head task: the one the engine runs (or loads for), None if idle."""
+        return self.tasks[0] if self.tasks else None
+
+    @property
+    def exitcode(self) -> int | None:
+        return self.proc.exitcode
+
+    def alive(self) -> bool:
+        return bool(self.proc.is_alive())
+
+    def can_take(self) -> bool:
+        return len(self.tasks) < DEPTH and self.alive()
 
     def send_task(self, inflight: InFlight, payload: dict[str, Any]) -> None:
-        """Hand over an item. A worker that died since it was last seen idle is noticed by the
-        supervisor's liveness check, which then treats the item like any other crash."""
+        """Hand over a task. A worker that died since it was last seen is noticed by the
+        supervisor's liveness check, which then treats the task like any other crash."""
         assert self.conn is not None
-        self.task = inflight
+        if not self.tasks:
+            inflight.started = time.monotonic()
+        self.tasks.append(inflight)
         try:
             self.conn.send(("task", payload))
         except OSError:
-            log.warning("worker %d: could not send item %s (worker gone)", self.slot, inflight.item["index"])
+            log.warning("worker %d: could not send task %d (worker gone)", self.slot, inflight.task_id)
+
+    def _send(self, *msg: Any) -> None:
+        try:
+            assert self.conn is not None
+            self.conn.send(msg)
+        except OSError:
+            pass
 
     def soft_stop(self) -> None:
-        if self.task and not self.task.soft_sent:
-            self.task.soft_sent = True
-            try:
-                assert self.conn is not None
-                self.conn.send(("stop_item",))
-            except OSError:
-                pass
+        """Ask the engine to stop the head task early (``Engine.stop_requested``)."""
+        task = self.task
+        if task and not task.soft_sent:
+            task.soft_sent = True
+            self._send("stop_item", task.task_id)
+
+    def drop(self, task_id: int) -> None:
+        """Ask the worker to skip a task it has not started; it answers ``dropped`` (or runs it anyway)."""
+        self._send("drop", task_id)
 
     def messages(self) -> list[tuple[Any, ...]]:
         """Drain whatever the worker has sent; updates the heartbeat clock."""

@@ -150,7 +150,7 @@ class Runner:
                 log.warning("housekeeping: %s", e)
         for w in self.workers:
             w.messages()  # keep heartbeats flowing while idle
-            if not w.proc.is_alive():
+            if not w.alive():
                 w.restart()
         try:
             apply_requests(self.store)

@@ -1,8 +1,11 @@
-"""The worker subprocess: loads an engine once and recognises items sent by the supervisor.
+"""The worker: loads an engine once and recognises the batches of items sent by the supervisor.
 
 Started with ``spawn`` (never fork: CUDA and onnxruntime threads do not survive a fork).
 A heartbeat thread reports liveness independently of items, so the supervisor can tell a
-worker that is busy from one that is wedged, and kill the latter.
+worker that is busy from one that is wedged, and kill the latter. A prefetch thread decodes
+the next task (image load, PDF render) while the engine runs the current one, so the engine
+(often a GPU) does not wait on the CPU. :class:`WorkerCore` is the part that needs no process
+of its own; the Ray executor runs it inside an actor.
 """
 
 from __future__ import annotations
@@ -13,23 +16,78 @@ import queue
 import signal
 import threading
 import time
-import traceback
+from collections.abc import Callable
 from multiprocessing.connection import Connection
-from pathlib import Path
 from typing import Any
 
-from jobs.errors import InputError
-from jobs.status import ErrorKind, ItemStatus
+from jobs.batch import decode_task, recognize_task
+
+Emit = Callable[..., None]
+
+
+class WorkerCore:
+    """Engine loading and task running, independent of how messages travel (pipe, Ray)."""
+
+    def __init__(self, device: str) -> None:
+        self.device = device
+        self.engine: Any = None
+        self._key: tuple[str, str] | None = None
+
+    def engine_for(self, task: dict[str, Any], emit: Emit) -> Any:
+        """The task's engine, loaded on first use and kept; None (after a ``load_error``) if it won't load."""
+        key = (task["engine"], repr(sorted(task["engine_options"].items())))
+        if key == self._key:
+            return self.engine
+        self.close()
+        emit("loading", task["engine"])
+        t0 = time.monotonic()
+        try:
+            engine = _load(task["engine"], task["engine_options"], self.device)
+        except Exception as e:  # noqa: BLE001 - any load failure fails the job with its message
+            emit("load_error", f"engine {task['engine']!r} could not be loaded: {type(e).__name__}: {e}")
+            return None
+        self.engine, self._key = engine, key
+        batch = max(1, int(getattr(engine, "max_batch", 1)))
+        emit("loaded", task["engine"], engine.device, time.monotonic() - t0, batch)
+        return engine
+
+    def run_task(
+        self, task: dict[str, Any], emit: Emit, stop_check: Callable[[], bool], decoded: list[Any] | None = None
+    ) -> None:
+        """Recognise one task (a batch) and emit one ``result`` per item; ``decoded`` if prefetched."""
+        engine = self.engine_for(task, emit)
+        if engine is None:
+            return
+        engine.set_stop_check(stop_check)
+        emit("started", task["task_id"])
+        images = decoded if decoded is not None else decode_task(task)
+        for result in recognize_task(engine, task, images, lambda n: emit("attempt", task["task_id"], n), stop_check):
+            emit("result", result)
+
+    def close(self) -> None:
+        if self.engine is not None:
+            self.engine.close()
+        self.engine, self._key = None, None
+
+
+def _load(name: str, options: dict[str, Any], device: str) -> Any:
+    from jobs.engines.registry import load_engine_class
+
+    engine = load_engine_class(name)(**options)
+    engine.load(device)
+    return engine
 
 
 class _Channel:
-    """Thread-safe sends; a reader thread turns ``stop_item`` into an event at once."""
+    """Thread-safe sends; a reader thread queues tasks and acts on stop/drop messages at once."""
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self._send_lock = threading.Lock()
-        self.inbox: queue.Queue[tuple[Any, ...]] = queue.Queue()
+        self.inbox: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self.stop_item = threading.Event()
+        self.running: int | None = None  # the task id the engine is on
+        self.dropped: set[int] = set()
         threading.Thread(target=self._read, daemon=True, name="reader").start()
 
     def send(self, *msg: Any) -> None:
@@ -43,11 +101,23 @@ class _Channel:
             except (EOFError, OSError):
                 msg = ("exit",)
             if msg[0] == "stop_item":
-                self.stop_item.set()
-            else:
-                self.inbox.put(msg)
-            if msg[0] == "exit":
+                if len(msg) < 2 or msg[1] == self.running:  # a late stop never hits the next task
+                    self.stop_item.set()
+            elif msg[0] == "drop":
+                self.dropped.add(msg[1])
+            elif msg[0] == "task":
+                self.inbox.put(msg[1])
+            elif msg[0] == "exit":
+                self.inbox.put(None)
                 return
+
+    def take_dropped(self, task: dict[str, Any]) -> bool:
+        """True (and tell the supervisor) if the task was dropped before it started."""
+        if task["task_id"] not in self.dropped:
+            return False
+        self.dropped.discard(task["task_id"])
+        self.send("dropped", task["task_id"])
+        return True
 
 
 def _heartbeat(chan: _Channel, interval: float) -> None:
@@ -59,6 +129,20 @@ def _heartbeat(chan: _Channel, interval: float) -> None:
         time.sleep(interval)
 
 
+def _prefetch(chan: _Channel, ready: queue.Queue[tuple[dict[str, Any], list[Any]] | None]) -> None:
+    """Decode tasks in arrival order, one ahead of the engine (``ready`` holds one)."""
+    while True:
+        task = chan.inbox.get()
+        if task is None:
+            ready.put(None)
+            return
+        if chan.take_dropped(task):
+            continue
+        decoded = decode_task(task)
+        chan.send("decoded", task["task_id"])
+        ready.put((task, decoded))
+
+
 def worker_main(conn: Connection, device: str, hb_interval: float) -> None:
     # Ctrl-C or a service stop signals the whole process group: the supervisor alone decides when
     # a worker stops (it lets the item finish, or kills the worker), so a stop never blames an item.
@@ -67,95 +151,15 @@ def worker_main(conn: Connection, device: str, hb_interval: float) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s worker[%(process)d] %(levelname)s %(message)s")
     chan = _Channel(conn)
     threading.Thread(target=_heartbeat, args=(chan, hb_interval), daemon=True, name="heartbeat").start()
-    engine = None
-    engine_key: tuple[str, str] | None = None
-    while True:
-        msg = chan.inbox.get()
-        if msg[0] == "exit":
-            break
-        task: dict[str, Any] = msg[1]
-        key = (task["engine"], repr(sorted(task["engine_options"].items())))
-        if key != engine_key:
-            if engine is not None:
-                engine.close()
-            engine, engine_key = None, None
-            chan.send("loading", task["engine"])
-            t0 = time.monotonic()
-            try:
-                engine = _load(task["engine"], task["engine_options"], device)
-            except Exception as e:  # noqa: BLE001 - any load failure fails the job with its message
-                chan.send("load_error", f"engine {task['engine']!r} could not be loaded: {type(e).__name__}: {e}")
-                continue
-            engine.set_stop_check(chan.stop_item.is_set)
-            engine_key = key
-            chan.send("loaded", task["engine"], engine.device, time.monotonic() - t0)
+    ready: queue.Queue[tuple[dict[str, Any], list[Any]] | None] = queue.Queue(maxsize=1)
+    threading.Thread(target=_prefetch, args=(chan, ready), daemon=True, name="prefetch").start()
+    core = WorkerCore(device)
+    while (got := ready.get()) is not None:
+        task, decoded = got
+        if chan.take_dropped(task):
+            continue
+        chan.running = task["task_id"]
         chan.stop_item.clear()
-        chan.send("result", run_item(engine, task, chan))
-    if engine is not None:
-        engine.close()
-
-
-def _load(name: str, options: dict[str, Any], device: str) -> Any:
-    from jobs.engines.registry import load_engine_class
-
-    engine = load_engine_class(name)(**options)
-    engine.load(device)
-    return engine
-
-
-def run_item(engine: Any, task: dict[str, Any], chan: _Channel) -> dict[str, Any]:
-    """Decode and recognise one item, retrying transient engine errors with backoff and jitter."""
-    from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
-
-    from jobs.decode import load_item
-    from jobs.engines.registry import normalize
-
-    item = task["item"]
-    base = {"index": item["index"], "source": item["source"], "page": item.get("page"), "device": engine.device}
-    t0 = time.monotonic()
-    attempts = 0
-    try:
-        image = load_item(Path(task["job_dir"]), item, task["dpi"])
-        retrying = Retrying(
-            stop=stop_after_attempt(task["retries"] + 1),
-            wait=wait_exponential_jitter(initial=task.get("backoff_s", 0.5), max=8),
-            retry=retry_if_exception(lambda e: not isinstance(e, InputError) and not chan.stop_item.is_set()),
-            reraise=True,
-        )
-        for attempt in retrying:
-            with attempt:
-                attempts = attempt.retry_state.attempt_number
-                chan.send("attempt", attempts)
-                out = engine.recognize([image])
-                if len(out) != 1:
-                    raise RuntimeError(f"engine returned {len(out)} results for 1 image")
-                rec = normalize(out[0])
-    except InputError as e:
-        return {
-            **base,
-            "status": ItemStatus.FAILED.value,
-            "text": "",
-            "confidence": None,
-            "attempts": attempts,
-            "error": {"kind": ErrorKind.INPUT.value, "message": str(e)},
-            "processing_time_ms": round((time.monotonic() - t0) * 1000, 1),
-        }
-    except Exception as e:  # noqa: BLE001 - an engine error fails this item only
-        logging.getLogger(__name__).warning("item %s failed: %s", item["index"], traceback.format_exc(limit=3))
-        return {
-            **base,
-            "status": ItemStatus.FAILED.value,
-            "text": "",
-            "confidence": None,
-            "attempts": attempts,
-            "error": {"kind": ErrorKind.ENGINE.value, "message": f"{type(e).__name__}: {e}"},
-            "processing_time_ms": round((time.monotonic() - t0) * 1000, 1),
-        }
-    return {
-        **rec,
-        **base,
-        "status": ItemStatus.DONE.value,
-        "error": None,
-        "attempts": attempts,
-        "processing_time_ms": round((time.monotonic() - t0) * 1000, 1),
-    }
+        core.run_task(task, chan.send, chan.stop_item.is_set, decoded)
+        chan.running = None
+    core.close()

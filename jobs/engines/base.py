@@ -44,13 +44,16 @@ class Engine:
     def __init__(self, **options: Any) -> None:
         self.options = options
         self.device = "cpu"
+        #: Images the runner sends per ``recognize`` call (set it in :meth:`load`; 1: no batching).
+        self.max_batch = 1
         self._stop: Callable[[], bool] = lambda: False
 
     def load(self, device: str = "auto") -> None:
         """Load models onto ``device`` ("auto", "cpu" or "cuda"). Called once per worker."""
 
     def recognize(self, images: list[Image.Image]) -> list[Recognition | dict[str, Any]]:
-        """Return one result per image, in order."""
+        """Return one result per image, in order. An ``Exception`` in a slot fails that item alone
+        (e.g. out of GPU memory even at batch size 1); raising fails, or retries, the whole batch."""
         raise NotImplementedError
 
     def close(self) -> None:

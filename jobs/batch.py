@@ -1,0 +1,118 @@
+"""One task, one batch: decode its items, recognise them together, make one result per item.
+
+A bad input fails its own item only (kind ``input``, never retried). The engine sees the good
+images in one ``recognize`` call; an exception from that call is retried with exponential backoff
+and jitter (tenacity) and then fails the batch's items, while an ``Exception`` returned in one
+slot fails that item alone (e.g. out of GPU memory at batch size 1).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from jobs.errors import InputError
+from jobs.status import ErrorKind, ItemStatus
+
+log = logging.getLogger(__name__)
+
+
+def decode_task(task: dict[str, Any]) -> list[Any]:
+    """Each item's image, or the exception that kept it from being read (kept, not raised)."""
+    from jobs.decode import load_item
+
+    out: list[Any] = []
+    for item in task["items"]:
+        try:
+            out.append(load_item(Path(task["job_dir"]), item, task["dpi"]))
+        except Exception as e:  # noqa: BLE001 - a decode failure is that item's result
+            out.append(e)
+    return out
+
+
+def _failed(base: dict[str, Any], kind: ErrorKind, message: str, attempts: int, ms: float) -> dict[str, Any]:
+    return {
+        **base,
+        "status": ItemStatus.FAILED.value,
+        "text": "",
+        "confidence": None,
+        "attempts": attempts,
+        "error": {"kind": kind.value, "message": message},
+        "processing_time_ms": round(ms, 1),
+    }
+
+
+def recognize_task(
+    engine: Any,
+    task: dict[str, Any],
+    images: list[Any],
+    on_attempt: Callable[[int], None],
+    stop_check: Callable[[], bool],
+) -> list[dict[str, Any]]:
+    """One result per item of ``task``, in order."""
+    from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+
+    from jobs.engines.registry import normalize
+
+    t0 = time.monotonic()
+    items = task["items"]
+    bases = [
+        {"index": it["index"], "source": it["source"], "page": it.get("page"), "device": engine.device} for it in items
+    ]
+    results: list[dict[str, Any] | None] = [None] * len(items)
+    good = []
+    for n, image in enumerate(images):
+        if isinstance(image, InputError):
+            results[n] = _failed(bases[n], ErrorKind.INPUT, str(image), 0, 0.0)
+        elif isinstance(image, BaseException):
+            results[n] = _failed(bases[n], ErrorKind.INPUT, f"{type(image).__name__}: {image}", 0, 0.0)
+        else:
+            good.append(n)
+    attempts = 0
+    out: list[Any] = []
+    error: BaseException | None = None
+    if good:
+        retrying = Retrying(
+            stop=stop_after_attempt(task["retries"] + 1),
+            wait=wait_exponential_jitter(initial=task.get("backoff_s", 0.5), max=8),
+            retry=retry_if_exception(lambda e: not isinstance(e, InputError) and not stop_check()),
+            reraise=True,
+        )
+        try:
+            for attempt in retrying:
+                with attempt:
+                    attempts = attempt.retry_state.attempt_number
+                    on_attempt(attempts)
+                    out = engine.recognize([images[n] for n in good])
+                    if len(out) != len(good):
+                        raise RuntimeError(f"engine returned {len(out)} results for {len(good)} images")
+        except Exception as e:  # noqa: BLE001 - an engine error fails this batch's items only
+            log.warning("items %s failed: %s", [items[n]["index"] for n in good], traceback.format_exc(limit=3))
+            error = e
+    ms = (time.monotonic() - t0) * 1000
+    share = ms / max(len(good), 1)  # what one item cost, for per-item rates and charts
+    for k, n in enumerate(good):
+        rec = error if error is not None else out[k]
+        if isinstance(rec, BaseException):
+            kind = ErrorKind.INPUT if isinstance(rec, InputError) else ErrorKind.ENGINE
+            results[n] = _failed(bases[n], kind, f"{type(rec).__name__}: {rec}", attempts, share)
+            continue
+        try:
+            rec = normalize(rec)
+        except TypeError as e:
+            results[n] = _failed(bases[n], ErrorKind.ENGINE, str(e), attempts, share)
+            continue
+        results[n] = {
+            "batch_size": len(good),  # unless the engine says what it really ran (it may split a batch)
+            **rec,
+            **bases[n],
+            "status": ItemStatus.DONE.value,
+            "error": None,
+            "attempts": attempts,
+            "processing_time_ms": round(share, 1),
+        }
+    return [r for r in results if r is not None]
