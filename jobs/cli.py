@@ -48,6 +48,12 @@ def _parser() -> argparse.ArgumentParser:
         choices=("en", "zh", "auto"),
         help="the text's language, if known: skips the script detection of the auto engine (engine option lang)",
     )
+    hf = s.add_argument_group("transformers engine (--engine transformers)")
+    hf.add_argument("--model", metavar="PATH_OR_ID", help="model folder, or a hub id already in the local cache")
+    hf.add_argument("--batch-size", metavar="N|auto", help="images per batch (default auto: grows while memory allows)")
+    hf.add_argument("--max-new-tokens", type=int, metavar="N", help="longest text generated per image")
+    hf.add_argument("--trust-remote-code", action="store_true", help="allow models that ship their own code")
+    hf.add_argument("--device", choices=("auto", "cpu", "cuda"), help="where the model runs (default auto)")
     s.add_argument("--priority", type=int, default=config.DEFAULT_PRIORITY, help="higher runs first")
     s.add_argument("--item-timeout", type=float, default=config.DEFAULT_ITEM_TIMEOUT_S, metavar="S")
     s.add_argument("--dpi", type=int, default=config.DEFAULT_DPI, help="PDF render resolution")
@@ -69,7 +75,14 @@ def _parser() -> argparse.ArgumentParser:
         ("retry", "retry failed and timed-out items"),
         ("delete", "delete a job and its files (a running job is cancelled first)"),
     ):
-        sub.add_parser(name, parents=[common], help=text).add_argument("job_id", metavar="ID")
+        r = sub.add_parser(name, parents=[common], help=text)
+        r.add_argument("job_id", metavar="ID")
+        if name == "resume":
+            r.add_argument(
+                "--accept-engine-change",
+                action="store_true",
+                help="continue a job paused because its engine or model changed since it started",
+            )
     e = sub.add_parser("export", parents=[common], help="write a job's results to a file")
     e.add_argument("job_id", metavar="ID")
     e.add_argument("--format", choices=("json", "csv", "txt", "xlsx"), default="json")
@@ -97,6 +110,30 @@ def _options(pairs: list[str]) -> dict[str, Any]:
     return out
 
 
+def _hf_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The transformers engine's flags as engine options (only those given)."""
+    given = {
+        "model": args.model,
+        "batch_size": None if args.batch_size is None else _batch_size(args.batch_size),
+        "max_new_tokens": args.max_new_tokens,
+        "trust_remote_code": True if args.trust_remote_code else None,
+        "device": args.device,
+    }
+    out = {k: v for k, v in given.items() if v is not None}
+    if out and args.engine != "transformers":
+        flags = ", ".join("--" + k.replace("_", "-") for k in out)
+        raise OcrJobsError(f"{flags} only apply to --engine transformers")
+    return out
+
+
+def _batch_size(raw: str) -> int | str:
+    if raw == "auto":
+        return raw
+    if not raw.isdigit() or int(raw) < 1:
+        raise OcrJobsError(f"--batch-size must be a whole number >= 1 or auto, got {raw!r}")
+    return int(raw)
+
+
 def _print(args: argparse.Namespace, data: Any, text: str) -> None:
     print(json.dumps(data, ensure_ascii=False, indent=1) if args.json else text)
 
@@ -114,7 +151,11 @@ def cmd_submit(store: Store, args: argparse.Namespace) -> int:
 
     spec = JobSpec(
         engine=args.engine,
-        engine_options={**_options(args.engine_option), **({"lang": args.lang} if args.lang else {})},
+        engine_options={
+            **_options(args.engine_option),
+            **({"lang": args.lang} if args.lang else {}),
+            **_hf_options(args),
+        },
         item_timeout=args.item_timeout,
         retries=args.retries,
         max_attempts=args.max_attempts,
@@ -194,7 +235,8 @@ def cmd_show(store: Store, args: argparse.Namespace) -> int:
 
 
 def cmd_request(store: Store, args: argparse.Namespace) -> int:
-    store.request(args.job_id, args.command)
+    extra = {"accept_engine_change": True} if getattr(args, "accept_engine_change", False) else {}
+    store.request(args.job_id, args.command, **extra)
     _print(
         args,
         {"id": args.job_id, "requested": args.command},

@@ -21,7 +21,7 @@ from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Any
 
-from jobs import config, lease
+from jobs import config, lease, pinning
 from jobs.atomic import Corrupt, is_disk_full
 from jobs.control import apply_requests
 from jobs.drain import Drain
@@ -54,6 +54,10 @@ class RunnerOptions:
     heartbeat_s: float = config.env_float("OCRJOBS_HEARTBEAT_S", 2.0)
     metrics_port: int | None = None  # None: no metrics server
     metrics_host: str = "127.0.0.1"
+    executor: str = "local"  # "ray": the workers are Ray actors (jobs/ray_executor.py)
+    ray_address: str | None = None
+    ray_actors: int | None = None
+    ray_actor_cpus: float = 1.0
 
 
 class Runner:
@@ -65,7 +69,14 @@ class Runner:
         # before the workers start, so a busy metrics port fails fast
         metrics_at = (opts.metrics_host, opts.metrics_port) if opts.metrics_port is not None else None
         self.telemetry = Telemetry(self.store, self.id, opts.heartbeat_s, metrics_at)
-        self.workers = [WorkerHandle(i, opts.device, opts.hb_interval_s) for i in range(opts.workers)]
+        if opts.executor == "ray":
+            from jobs.ray_cluster import make_ray_handles
+
+            self.workers: list[Any] = make_ray_handles(
+                opts.ray_address, opts.ray_actors, opts.device, opts.ray_actor_cpus
+            )
+        else:
+            self.workers = [WorkerHandle(i, opts.device, opts.hb_interval_s) for i in range(opts.workers)]
         self.claim: Claim | None = None
         self.items = Items(
             self.store,
@@ -172,6 +183,12 @@ class Runner:
     def _start_job(self, claim: Claim) -> None:
         self.claim = claim
         job = self.store.get(claim.job_id)
+        changed = pinning.enforce(self.store, claim, job.spec)
+        if changed is not None:  # never mix two engines' output in one job without a user's say-so
+            log.warning("job %s paused: %s", claim.job_id, changed)
+            lease.finish(self.store, claim, JobStatus.PAUSED, changed, reason=pinning.PAUSE_REASON)
+            self.claim = None
+            return
         try:
             self.items.load(claim.job_id, job.spec)
         except (Corrupt, JobNotFound) as e:  # a hand-edited or damaged manifest: fail the job, not the runner

@@ -100,6 +100,14 @@ def live() -> None:
     m[3].metric("items/s", p["items_per_s"] or "—")
     if job.state.get("error"):
         st.warning(job.state["error"])
+    if job.status == JobStatus.PAUSED and job.state.get("reason") == "engine_changed":  # see jobs/pinning.py
+        if st.button("Resume, accepting the engine change", key="accept-engine-change"):
+            try:
+                store.request(job.id, "resume", accept_engine_change=True)
+            except JobNotFound:
+                st.error(f"Job {job.id} was deleted.")
+            else:
+                st.toast(f"resume (accepting the engine change) requested for {job.id}")
     pending = [r["kind"] for _, r in store.pending_requests(job.id)]
     if pending:
         st.info(f"Requested, waiting for a runner: {', '.join(pending)}")

@@ -34,6 +34,24 @@ item_timeout = c3.number_input(
     "Item timeout (s)", min_value=1.0, max_value=86400.0, value=config.DEFAULT_ITEM_TIMEOUT_S, step=10.0
 )
 dpi = c4.number_input("PDF dpi", min_value=36, max_value=1200, value=config.DEFAULT_DPI, step=50)
+engine_options: dict = {}
+if engine == "transformers":  # the CLI's --model, --batch-size, --max-new-tokens, --device, --trust-remote-code
+    st.subheader("Transformers model")
+    model = st.text_input(
+        "Model", placeholder="/models/trocr-base-printed or microsoft/trocr-base-printed (already downloaded)"
+    ).strip()
+    t1, t2, t3 = st.columns(3)
+    batch = t1.text_input("Batch size", value="auto", help="images per batch; auto grows while GPU memory allows")
+    max_new = t2.number_input("Max new tokens", min_value=1, max_value=8192, value=128, step=16)
+    device = t3.selectbox("Device", ["auto", "cuda", "cpu"])
+    remote = st.checkbox("Trust remote code", help="allow a model that ships its own Python code (Florence-2...)")
+    engine_options = {
+        "model": model,
+        "batch_size": int(batch) if batch.strip().isdigit() else batch.strip(),
+        "max_new_tokens": int(max_new),
+        "device": device,
+        **({"trust_remote_code": True} if remote else {}),
+    }
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
@@ -69,7 +87,7 @@ if book is not None:
         table = {"sheet": sheet["name"], "column": column, "header_row": header_row, "zip": zip_upload}
 
 if st.button("Submit", type="primary", disabled=not uploads):
-    spec = JobSpec(engine=engine, item_timeout=float(item_timeout), dpi=int(dpi))
+    spec = JobSpec(engine=engine, engine_options=engine_options, item_timeout=float(item_timeout), dpi=int(dpi))
     with tempfile.TemporaryDirectory(prefix="ocrjobs-upload-") as tmp:
         paths = []
         for n, up in enumerate(uploads or []):

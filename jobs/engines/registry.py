@@ -1,4 +1,5 @@
-"""Engine lookup: a registered name (``auto``, ``rapid``, ``tesseract``) or an import path (``pkg.module:Class``)."""
+"""Engine lookup: a registered name (``auto``, ``rapid``, ``tesseract``, ``transformers``) or an import path
+(``pkg.module:Class``)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ ENGINES: dict[str, str] = {
     "auto": "jobs.engines.auto:AutoEngine",
     "rapid": "jobs.engines.rapid:RapidEngine",
     "tesseract": "jobs.engines.tesseract:TesseractEngine",
+    "transformers": "jobs.engines.hf:TransformersEngine",
 }
 
 
@@ -43,3 +45,15 @@ def normalize(result: Any) -> dict[str, Any]:
     conf = out.get("confidence")
     out["confidence"] = None if conf is None else float(conf)
     return out
+
+
+def validate_options(name: str, options: dict[str, Any]) -> None:
+    """Let the engine refuse its options at submit (a model that cannot be found...), cheaply.
+
+    Only registered engines are asked: importing a user's engine class at submit could be slow or
+    have side effects. Raises EngineError with a one-line reason."""
+    if name not in ENGINES:
+        return
+    check = getattr(load_engine_class(name), "validate_options", None)
+    if callable(check):
+        check(options)
