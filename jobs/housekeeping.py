@@ -7,6 +7,7 @@ import os
 import time
 from pathlib import Path
 
+from jobs import queue_journal
 from jobs.atomic import TMP_PREFIX, Corrupt, read_json, remove_tree
 from jobs.status import JobStatus
 from jobs.store import Store
@@ -15,6 +16,10 @@ log = logging.getLogger(__name__)
 
 TMP_MAX_AGE_S = 3600.0
 RUNNER_KEEP_S = 86400.0
+SWEEP_ROUNDS = 10
+SWEEP_MIN = 500
+#: job folder root -> where the rotating sweep of job folders stands
+_SWEEP_AT: dict[str, int] = {}
 
 
 def housekeep(store: Store, retention_days: float, now: float | None = None) -> dict[str, int]:
@@ -29,10 +34,15 @@ def housekeep(store: Store, retention_days: float, now: float | None = None) -> 
         finished = job.state.get("finished_at") or job.state.get("updated_at") or job.created_at
         if job.status.is_terminal and finished < cutoff and delete_job(store, job.id, terminal_only=True):
             removed["jobs"] += 1
-    removed["temp"] += _sweep_tmp(store.jobs_dir, now, depth=3)
+    removed["temp"] += _sweep_jobs(store, now)
     removed["temp"] += _sweep_tmp(store.requests_dir, now, depth=1)
     removed["temp"] += _sweep_tmp(store.runners_dir, now, depth=2)  # and runners/history/
     removed["runners"] += _prune_runners(store, now)
+    try:
+        with store.locked():
+            queue_journal.compact(store)
+    except OSError as e:
+        log.warning("could not compact the queue journal: %s", e)
     if any(removed.values()):
         log.info(
             "housekeeping removed %(jobs)d old jobs, %(temp)d temp files and %(runners)d dead runners' files", removed
@@ -70,22 +80,57 @@ def _prune_runners(store: Store, now: float) -> int:
     return n
 
 
-def _sweep_tmp(root: Path, now: float, depth: int) -> int:
+def _sweep_jobs(store: Store, now: float) -> int:
+    """Temp files in ``jobs/`` itself (half-built submits) at every pass; inside the job folders a
+    rotating 1/:data:`SWEEP_ROUNDS` of them (all below :data:`SWEEP_MIN`), so a pass stays cheap at
+    10,000 jobs and every folder is still swept within SWEEP_ROUNDS passes (~10 min)."""
+    n = 0
+    folders = []
+    with os.scandir(store.jobs_dir) as it:
+        for entry in it:
+            if entry.name.startswith(TMP_PREFIX):
+                n += _sweep_entry(entry, now)
+            else:
+                folders.append(entry.path)
+    folders.sort()
+    if len(folders) > SWEEP_MIN:
+        size = max(SWEEP_MIN, len(folders) // SWEEP_ROUNDS)
+        start = _SWEEP_AT.get(str(store.root), 0) % len(folders)
+        _SWEEP_AT[str(store.root)] = start + size
+        folders = folders[start : start + size]
+    for folder in folders:
+        n += _sweep_tmp(folder, now, depth=2)
+    return n
+
+
+def _sweep_entry(entry: os.DirEntry[str], now: float) -> int:
+    try:
+        if now - entry.stat(follow_symlinks=False).st_mtime <= TMP_MAX_AGE_S:
+            return 0
+        if entry.is_dir(follow_symlinks=False):
+            remove_tree(Path(entry.path))
+        else:
+            os.unlink(entry.path)
+    except FileNotFoundError:
+        return 0
+    return 1
+
+
+def _sweep_tmp(root: str | Path, now: float, depth: int) -> int:
     """Remove ``.tmp-*`` entries older than an hour: writers that died before their rename."""
     n = 0
-    if depth <= 0 or not root.is_dir():
+    try:
+        it = os.scandir(root)
+    except (FileNotFoundError, NotADirectoryError):
         return 0
-    for entry in os.scandir(root):
-        try:
+    with it:
+        for entry in it:
             if entry.name.startswith(TMP_PREFIX):
-                if now - entry.stat(follow_symlinks=False).st_mtime > TMP_MAX_AGE_S:
+                n += _sweep_entry(entry, now)
+            elif depth > 1:
+                try:
                     if entry.is_dir(follow_symlinks=False):
-                        remove_tree(Path(entry.path))
-                    else:
-                        os.unlink(entry.path)
-                    n += 1
-            elif entry.is_dir(follow_symlinks=False):
-                n += _sweep_tmp(Path(entry.path), now, depth - 1)
-        except FileNotFoundError:
-            continue
+                        n += _sweep_tmp(entry.path, now, depth - 1)
+                except FileNotFoundError:
+                    continue
     return n

@@ -8,16 +8,27 @@ the runner that took the job over.
 
 from __future__ import annotations
 
+import json
+import os
+import secrets
 import time
 import weakref
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from jobs.atomic import append_line, atomic_write_json
+from jobs import queue_journal
+from jobs.atomic import TMP_PREFIX, append_line, atomic_write_json
 from jobs.clock import wall
-from jobs.errors import LeaseLost
+from jobs.errors import JobNotFound, LeaseLost, StoreBusy
+from jobs.queue_journal import QueueIndex
 from jobs.status import ItemStatus, JobStatus, transition
 from jobs.store import Job, Store
+
+#: How often a commit rewrites state.json's progress, at most (seconds, monotonic).
+PROGRESS_EVERY_S = 0.5
+#: How often an idle claimer re-reads the running jobs' leases, at most (seconds, monotonic).
+WATCH_EVERY_S = 0.1
 
 
 @dataclass
@@ -30,6 +41,7 @@ class Claim:
     lease_s: float
     state: dict[str, Any] = field(default_factory=dict)
     renewed: float = field(default_factory=time.monotonic)  # monotonic: when the lease was last written
+    written: float = field(default_factory=time.monotonic)  # monotonic: when state.json was last written
 
     @property
     def expires_at(self) -> float:
@@ -95,14 +107,25 @@ def log_event(store: Store, job_id: str, event: str, **data: Any) -> None:
         pass  # the event log is for people; never fail work over it
 
 
-def write_state(store: Store, job_id: str, state: dict[str, Any]) -> None:
+def write_state(store: Store, job_id: str, state: dict[str, Any], *, durable: bool = True) -> None:
+    """Replace state.json, then say so in the journal (a queued job with its priority, so claimers
+    need not read it). ``durable=False`` skips the fsyncs: see docs/architecture.md, *Durability*."""
     state["updated_at"] = wall()
-    atomic_write_json(store.job_dir(job_id) / "state.json", state)
+    atomic_write_json(store.job_dir(job_id) / "state.json", state, durable=durable)
+    status = state.get("status", JobStatus.QUEUED.value)
+    if status == JobStatus.QUEUED.value:
+        try:
+            job = store.get(job_id)
+            queue_journal.append_quietly(store.root, job_id, status, job.priority, job.created_at)
+        except JobNotFound:
+            pass  # its job.json just went to quarantine: nothing left to claim
+    else:
+        queue_journal.append_quietly(store.root, job_id, status)
 
 
 def _fresh(store: Store, job_id: str) -> Job:
     """The job with its state re-read from disk under its lock (never from a cache)."""
-    return replace(store.get(job_id), state=store.read_state(job_id))
+    return store.fresh(job_id)
 
 
 def is_claimable(job: Job, watch: LeaseWatch, lease_s: float) -> bool:
@@ -112,24 +135,67 @@ def is_claimable(job: Job, watch: LeaseWatch, lease_s: float) -> bool:
     return job.status == JobStatus.RUNNING and (job.lease is None or watch.expired(job.id, job.lease, lease_s))
 
 
+_INDEXES: weakref.WeakKeyDictionary[Store, QueueIndex] = weakref.WeakKeyDictionary()
+
+
+def index_of(store: Store) -> QueueIndex:
+    """This process's queue heap for one store (see jobs/queue_journal.py)."""
+    index = _INDEXES.get(store)
+    if index is None:
+        index = _INDEXES[store] = QueueIndex(store)
+    return index
+
+
 def claim_next(store: Store, runner_id: str, lease_s: float, max_attempts: int) -> Claim | None:
     """Claim the highest-priority, oldest claimable job: queued, or running with an expired lease
-    (see :class:`LeaseWatch`: a lease first seen now is only taken over one lease period later)."""
-    watch = watch_of(store)
-    with store.locked():
-        jobs = store.list_jobs()
-        watch.keep_only({j.id for j in jobs if j.status == JobStatus.RUNNING})
-        candidates = [j for j in jobs if is_claimable(j, watch, lease_s)]
-        candidates.sort(key=lambda j: (-j.priority, j.created_at))
-        for cand in candidates:
-            with store.locked(cand.id):
-                job = _fresh(store, cand.id)
-                if not is_claimable(job, watch, lease_s):
+    (see :class:`LeaseWatch`: a lease first seen now is only taken over one lease period later).
+
+    Candidates come from the journal-fed heap and the watched running jobs, never from a listing
+    of every job; each is re-read under its lock before it is taken."""
+    watch, index = watch_of(store), index_of(store)
+    with index.mutex:
+        index.rescan_if_due()
+        with store.locked():
+            index.follow()
+            _watch_running(store, index, watch, lease_s)
+            while (top := index.pop()) is not None:
+                job_id = top[2]
+                try:
+                    with store.locked(job_id):
+                        job = _fresh(store, job_id)
+                        if job.status == JobStatus.RUNNING:
+                            index.running.add(job_id)
+                        if not is_claimable(job, watch, lease_s):
+                            continue
+                        claim = _take(store, job, runner_id, lease_s, max_attempts, wall())
+                except JobNotFound:
                     continue
-                claim = _take(store, job, runner_id, lease_s, max_attempts, wall())
+                except StoreBusy:
+                    index.push(job_id, -top[0], top[1])  # still a candidate for the next poll
+                    raise
                 if claim is not None:
                     return claim
     return None
+
+
+def _watch_running(store: Store, index: QueueIndex, watch: LeaseWatch, lease_s: float) -> None:
+    """Sight every running job's lease (a takeover needs it seen unchanged for a lease period);
+    an expired one, or a job no longer running but queued, becomes a candidate. At most every
+    :data:`WATCH_EVERY_S`: sightings that often are plenty against a lease of seconds."""
+    now = time.monotonic()
+    if now < index.next_watch:
+        return
+    index.next_watch = now + WATCH_EVERY_S
+    for job_id in list(index.running):
+        job = store._load(job_id)
+        status = job.state.get("status", "queued") if job is not None else None
+        if job is None or status != JobStatus.RUNNING.value:
+            index.running.discard(job_id)
+            if job is not None and status == JobStatus.QUEUED.value:
+                index.push(job_id, job.priority, job.created_at)
+        elif job.lease is None or watch.expired(job_id, job.lease, lease_s):
+            index.push(job_id, job.priority, job.created_at)
+    watch.keep_only(index.running)
 
 
 def _take(store: Store, job: Job, runner_id: str, lease_s: float, max_attempts: int, now: float) -> Claim | None:
@@ -162,7 +228,7 @@ def _take(store: Store, job: Job, runner_id: str, lease_s: float, max_attempts: 
         run={"started_at": now, "committed": 0},
     )
     state.setdefault("item_crashes", {})
-    write_state(store, job.id, state)
+    write_state(store, job.id, state, durable=False)
     watch_of(store).note(job.id, state["lease"], lease_s, live=True)
     info: dict[str, Any] = {"runner": runner_id, "epoch": epoch, "resume_from": sum(counts.values())}
     if previous and job.status == JobStatus.RUNNING:
@@ -193,12 +259,18 @@ def save(store: Store, claim: Claim, *, renew: bool = False) -> None:
         if renew:
             claim.state["lease"]["expires_at"] = wall() + claim.lease_s
             claim.renewed = time.monotonic()
-        write_state(store, claim.job_id, claim.state)
+        # A renewal is a lease for live processes only, like the claim: no fsync (see write_state).
+        write_state(store, claim.job_id, claim.state, durable=not renew)
+        claim.written = time.monotonic()
         watch_of(store).note(claim.job_id, claim.state["lease"], claim.lease_s, live=True)
 
 
 def commit_item(store: Store, claim: Claim, result: dict[str, Any]) -> bool:
-    """Durably store one item's result, once. Returns False if that index was already committed."""
+    """Durably store one item's result, once. Returns False if that index was already committed.
+
+    The result file is the durable record. The progress in state.json is only a display (a claim
+    recounts it from the result files), so it is rewritten at most every :data:`PROGRESS_EVERY_S`,
+    without fsync; ``claim.state`` always holds the exact counts, and finish writes them."""
     index = int(result["index"])
     path = store.result_path(claim.job_id, index)
     with store.locked(claim.job_id):
@@ -208,7 +280,7 @@ def commit_item(store: Store, claim: Claim, result: dict[str, Any]) -> bool:
             return False
         path.parent.mkdir(exist_ok=True)
         result = {**result, "runner": claim.runner_id, "epoch": claim.epoch, "committed_at": wall()}
-        atomic_write_json(path, result)
+        _write_result(path, result)
         # Logged at once, still under the lock: a kill can only fall in the microseconds between.
         log_event(store, claim.job_id, "item_committed", index=index, status=result["status"], epoch=claim.epoch)
         progress = claim.state["progress"]
@@ -216,10 +288,35 @@ def commit_item(store: Store, claim: Claim, result: dict[str, Any]) -> bool:
         if progress.get("current") and progress["current"].get("index") == index:
             progress["current"] = None
         claim.state["run"]["committed"] += 1
-        claim.state["lease"]["expires_at"] = max(claim.expires_at, wall() + claim.lease_s / 2)
-        write_state(store, claim.job_id, claim.state)
-        watch_of(store).note(claim.job_id, claim.state["lease"], claim.lease_s, live=True)
+        now = time.monotonic()
+        if now - claim.written >= PROGRESS_EVERY_S:
+            claim.state["lease"]["expires_at"] = max(claim.expires_at, wall() + claim.lease_s / 2)
+            write_state(store, claim.job_id, claim.state, durable=False)
+            claim.written = now
+            watch_of(store).note(claim.job_id, claim.state["lease"], claim.lease_s, live=True)
     return True
+
+
+def _write_result(path: Path, result: dict[str, Any]) -> None:
+    """A new result file for one fsync, not two: written under a temp name, renamed into place,
+    then fsync'd. Linux's journaling filesystems (ext4, XFS) commit the rename with that fsync
+    (the rename is in the same journal transaction), so the folder needs no fsync of its own. A
+    crash before it returns leaves no file, or an empty one that readers quarantine as corrupt:
+    either way the item is pending again and is redone; a reader never sees a partial file."""
+    data = json.dumps(result, ensure_ascii=False, indent=1, sort_keys=True).encode()
+    tmp = path.with_name(f"{TMP_PREFIX}{path.name}.{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.replace(tmp, path)
+        os.fsync(fd)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    finally:
+        os.close(fd)
 
 
 def finish(store: Store, claim: Claim, status: JobStatus, error: str | None = None, **extra: Any) -> None:

@@ -12,88 +12,30 @@ import logging
 import os
 import re
 import secrets
+import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock, Timeout
+from filelock import FileLock
 
-from jobs import config
+from jobs import config, queue_journal
 from jobs.atomic import TMP_PREFIX, Corrupt, atomic_write_json, quarantine, read_json
-from jobs.errors import JobNotFound, StoreBusy, SubmitError
+from jobs.errors import JobNotFound, SubmitError
+from jobs.flock import Locked
+from jobs.job import Job
 from jobs.status import ItemStatus, JobStatus
 
 log = logging.getLogger(__name__)
 
+#: list_jobs re-checks 1/CHECK_ROUNDS of the jobs by stat at each listing (all of them below CHECK_MIN).
+CHECK_ROUNDS = 20
+CHECK_MIN = 256
+_Locked = Locked  # its old name here: tests/chaos/test_claimers.py times the store lock through it
 REQUEST_KINDS = ("cancel", "pause", "resume", "retry", "delete")
 #: What :func:`new_job_id` makes. Anything else is refused before it touches a path.
 JOB_ID = re.compile(r"^[0-9]{8}-[0-9]{6}-[0-9a-f]{6}$")
-
-
-@dataclass
-class Job:
-    """A job as readers see it: the immutable submission merged with the runner-written state."""
-
-    id: str
-    created_at: float
-    priority: int
-    spec: dict[str, Any]
-    total: int
-    state: dict[str, Any] = field(default_factory=dict)
-    inputs: list[str] = field(default_factory=list)
-
-    @property
-    def status(self) -> JobStatus:
-        return JobStatus(self.state.get("status", JobStatus.QUEUED))
-
-    @property
-    def lease(self) -> dict[str, Any] | None:
-        return self.state.get("lease")
-
-    def lease_expired(self, now: float | None = None) -> bool:
-        lease = self.lease
-        return lease is None or lease["expires_at"] <= (now if now is not None else time.time())
-
-    def progress(self) -> dict[str, Any]:
-        p = self.state.get("progress", {})
-        done, failed, timed_out = p.get("done", 0), p.get("failed", 0), p.get("timed_out", 0)
-        committed = done + failed + timed_out
-        run = self.state.get("run") or {}
-        rate = eta = None
-        if self.status == JobStatus.RUNNING and run.get("committed") and run.get("started_at"):
-            elapsed = max(time.time() - run["started_at"], 1e-6)
-            rate = run["committed"] / elapsed
-            eta = (self.total - committed) / rate if rate > 0 else None
-        return {
-            "total": self.total,
-            "done": done,
-            "failed": failed,
-            "timed_out": timed_out,
-            "committed": committed,
-            "percent": round(100.0 * committed / self.total, 1) if self.total else 100.0,
-            "current": p.get("current"),
-            "items_per_s": round(rate, 3) if rate else None,
-            "eta_s": round(eta, 1) if eta is not None else None,
-        }
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "status": self.status.value,
-            "created_at": self.created_at,
-            "updated_at": self.state.get("updated_at", self.created_at),
-            "priority": self.priority,
-            "inputs": self.inputs,
-            "spec": self.spec,
-            "progress": self.progress(),
-            "lease": self.lease,
-            "attempts": self.state.get("attempts", 0),
-            "error": self.state.get("error"),
-            "started_at": self.state.get("started_at"),
-            "finished_at": self.state.get("finished_at"),
-        }
 
 
 def new_job_id() -> str:
@@ -114,6 +56,15 @@ class Store:
         self._cache: dict[str, tuple[tuple[int, int, int] | None, Job]] = {}
         self._submissions: dict[str, Job] = {}
         self._jobs_prefix = f"{self.jobs_dir}/"
+        # list_jobs' view: the journal's tail, the jobs folder's (mtime, inode), the job ids newest
+        # first, and where the rotating stat check stands; one lister at a time (dashboard threads).
+        self._sync_mutex = threading.Lock()
+        self._tail = queue_journal.Tail(self.root)
+        self._dir_key: tuple[int, int] | None = None
+        self._names: set[str] = set()
+        self._pending: set[str] = set()
+        self._order: list[str] = []
+        self._check_at = 0
 
     # -- paths -------------------------------------------------------------------------
     def job_dir(self, job_id: str) -> Path:
@@ -128,26 +79,30 @@ class Store:
         path = self.root / "store.lock" if job_id is None else self.job_dir(job_id) / "job.lock"
         return FileLock(path, timeout=timeout, preserve_lock_file=True, thread_local=False)
 
-    def locked(self, job_id: str | None = None) -> _Locked:
-        return _Locked(self.lock(job_id), job_id)
+    def locked(self, job_id: str | None = None) -> Locked:
+        if job_id is None:
+            return Locked(f"{self.root}/store.lock", config.LOCK_TIMEOUT_S, None)
+        if not isinstance(job_id, str) or not JOB_ID.fullmatch(job_id):
+            raise JobNotFound(str(job_id)[:80])
+        return Locked(f"{self._jobs_prefix}{job_id}/job.lock", config.LOCK_TIMEOUT_S, job_id)
 
     # -- reads -------------------------------------------------------------------------
-    def _load(self, job_id: str) -> Job | None:
+    def _load(self, job_id: str, force: bool = False) -> Job | None:
         """A job from its two small files. job.json never changes after submit, so it is parsed
-        once; state.json is re-parsed only when its (mtime, size, inode) changed."""
+        once; state.json is re-parsed only when its (mtime, size, inode) changed, or ``force``."""
+        base = f"{self._jobs_prefix}{job_id}/"  # str, not Path: the hot path at 10k jobs
         try:
-            st = os.stat(f"{self._jobs_prefix}{job_id}/state.json")  # str, not Path: the hot path at 10k jobs
+            st = os.stat(base + "state.json")
             key: tuple[int, int, int] | None = (st.st_mtime_ns, st.st_size, st.st_ino)
         except FileNotFoundError:
             key = None
         hit = self._cache.get(job_id)
-        if hit is not None and hit[0] == key:
+        if hit is not None and hit[0] == key and not force:
             return hit[1]
-        d = self.job_dir(job_id)
         sub = self._submissions.get(job_id)
         if sub is None:
             try:
-                raw = read_json(d / "job.json")
+                raw = _read_json_at(base + "job.json")
                 if raw is None:
                     return None
                 if raw["id"] != job_id or not isinstance(raw["spec"], dict):
@@ -161,22 +116,28 @@ class Store:
                     inputs=[str(name) for name in raw.get("inputs", [])],
                 )
             except (Corrupt, KeyError, TypeError, ValueError) as e:
-                quarantine(self.root, d, f"job.json unreadable: {e}")
+                quarantine(self.root, self.job_dir(job_id), f"job.json unreadable: {e}")
                 return None
             self._submissions[job_id] = sub
-        job = replace(sub, state=self.read_state(job_id))
+        state = self._read_state(job_id, Path(base + "state.json")) if key is not None or force else {}
+        job = Job(sub.id, sub.created_at, sub.priority, sub.spec, sub.total, state, sub.inputs)
         self._cache[job_id] = (key, job)
         return job
 
     def read_state(self, job_id: str) -> dict[str, Any]:
         """A job's runner-written state; {} (queued) if none. A corrupt one is quarantined:
         that loses nothing committed, the results stay and the job is simply re-queued."""
-        path = self.job_dir(job_id) / "state.json"
+        return self._read_state(job_id, self.job_dir(job_id) / "state.json")
+
+    def _read_state(self, job_id: str, path: Path) -> dict[str, Any]:
         try:
             state = read_json(path) or {}
             JobStatus(state.get("status", "queued"))
         except (Corrupt, ValueError) as e:
-            quarantine(self.root, path, f"state.json unreadable: {e}")
+            if quarantine(self.root, path, f"state.json unreadable: {e}") is not None:
+                sub = self._submissions.get(job_id)
+                prio, created = (sub.priority, sub.created_at) if sub else (None, None)
+                queue_journal.append_quietly(self.root, job_id, JobStatus.QUEUED.value, prio, created)
             return {}
         return state
 
@@ -186,25 +147,76 @@ class Store:
             raise JobNotFound(job_id)
         return job
 
+    def fresh(self, job_id: str) -> Job:
+        """The job with its state read from disk now, never from a cache (for writers under its lock)."""
+        job = self._load(job_id, force=True) if JOB_ID.fullmatch(job_id) else None
+        if job is None:
+            raise JobNotFound(job_id)
+        return job
+
     def job_ids(self) -> list[str]:
         with os.scandir(self.jobs_dir) as it:
             return sorted(e.name for e in it if e.is_dir() and JOB_ID.fullmatch(e.name))
 
     def list_jobs(self, statuses: set[JobStatus] | None = None) -> list[Job]:
-        """All jobs, newest first: one stat a job, re-parsing only what changed; never a result file."""
-        ids = self.job_ids()
-        out = []
-        for job_id in ids:
-            job = self._load(job_id)
-            if job is not None and (statuses is None or job.status in statuses):
-                out.append(job)
-        if len(self._cache) > len(ids):
-            alive = set(ids)
-            for gone in set(self._cache) - alive:  # set(): a C-level copy, safe beside other threads
-                self._cache.pop(gone, None)
-                self._submissions.pop(gone, None)
-        out.sort(key=lambda j: j.created_at, reverse=True)
-        return out
+        """All jobs, newest first, never reading a result file. Warm, it re-reads only the jobs the
+        journal (jobs/queue_journal.py) names as changed, plus a rotating slice it re-checks by stat
+        (a change whose journal line was lost shows within :data:`CHECK_ROUNDS` listings)."""
+        with self._sync_mutex:
+            self._sync()
+            cache = self._cache
+            jobs = [hit[1] for job_id in self._order if (hit := cache.get(job_id)) is not None]
+        if statuses is None:
+            return jobs
+        wanted = {s.value for s in statuses}
+        return [j for j in jobs if j.state.get("status", "queued") in wanted]
+
+    def _sync(self) -> None:
+        if self._dir_key is None:
+            self._tail.skip_to_end()  # before the first full load: changes during it are followed
+        changes, rotated = self._tail.read()
+        st = os.stat(self.jobs_dir)
+        dir_key = (st.st_mtime_ns, st.st_ino)
+        # A folder's mtime ticks coarsely: a change in the same tick as the last look keeps it.
+        if dir_key != self._dir_key or time.time_ns() - st.st_mtime_ns < 2_000_000_000 or self._unloaded():
+            self._dir_key = dir_key
+            self._rescan_names()
+        for entry in changes:
+            if entry["id"] in self._cache:
+                self._load(entry["id"], force=True)
+        order = self._order
+        if rotated or len(order) <= CHECK_MIN:
+            check = order
+        else:
+            n = max(CHECK_MIN, len(order) // CHECK_ROUNDS)
+            start = self._check_at % len(order)
+            check = order[start : start + n]
+            self._check_at = start + n
+        for job_id in check:
+            self._load(job_id)
+
+    def _unloaded(self) -> bool:
+        """Whether the last look found a job folder that did not load (see :meth:`_rescan_names`)."""
+        return bool(self._pending)
+
+    def _rescan_names(self) -> None:
+        """The job folders now. One that would not load yet (a hand-made job whose job.json is still
+        being written) is tried again at every listing until it loads or goes away."""
+        with os.scandir(self.jobs_dir) as it:
+            names = {e.name for e in it if len(e.name) == 22 and e.name[0] != "." and e.is_dir()}
+        if names == self._names:
+            return
+        for job_id in names - self._names:
+            if JOB_ID.fullmatch(job_id):
+                self._load(job_id)
+        for gone in set(self._cache) - names:  # set(): a C-level copy, safe beside other threads
+            self._cache.pop(gone, None)
+            self._submissions.pop(gone, None)
+        cache = self._cache
+        self._pending = {i for i in names if i not in cache and JOB_ID.fullmatch(i)}
+        self._names = names - self._pending
+        self._order = sorted((i for i in self._names if i in cache), key=lambda i: cache[i][1].created_at,
+                             reverse=True)
 
     def manifest(self, job_id: str) -> list[dict[str, Any]]:
         path = self.job_dir(job_id) / "manifest.json"
@@ -311,6 +323,22 @@ class Store:
         return out
 
 
+def _read_json_at(path: str) -> dict[str, Any] | None:
+    """:func:`jobs.atomic.read_json` for a dict, on a str path: 10,000 of these on a cold listing."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return None
+    try:
+        obj = json.loads(data)
+    except ValueError as e:  # JSONDecodeError and UnicodeDecodeError both
+        raise Corrupt(f"{os.path.basename(path)}: not valid JSON ({e})") from None
+    if not isinstance(obj, dict):
+        raise Corrupt(f"{os.path.basename(path)}: expected a JSON dict, found {type(obj).__name__}")
+    return obj
+
+
 def _item_shape_ok(item: Any, n: int) -> bool:
     """A manifest entry as submit writes it: the keys every reader indexes, with their types.
     A hand-edited manifest fails here as Corrupt rather than as a KeyError deep in a reader."""
@@ -321,23 +349,3 @@ def _item_shape_ok(item: Any, n: int) -> bool:
         and isinstance(item.get("path", ""), str)
         and isinstance(item.get("page"), int | None)
     )
-
-
-class _Locked:
-    """``with store.locked(job_id):`` turning a lock timeout into a message a user can act on."""
-
-    def __init__(self, lock: FileLock, job_id: str | None) -> None:
-        self._lock, self._job_id = lock, job_id
-
-    def __enter__(self) -> None:
-        try:
-            self._lock.acquire()
-        except Timeout:
-            what = f"job {self._job_id}" if self._job_id else "the job store"
-            raise StoreBusy(
-                f"{what} stayed locked for {self._lock.timeout:.0f} s: another process holds "
-                f"{self._lock.lock_file}; check for a hung runner"
-            ) from None
-
-    def __exit__(self, *exc: object) -> None:
-        self._lock.release()

@@ -3,6 +3,7 @@ then rename it into place, so a job is either wholly there or not there at all."
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import time
@@ -11,10 +12,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jobs import config, excel
-from jobs.atomic import TMP_PREFIX, atomic_write_json, fsync_dir, is_disk_full, remove_tree
-from jobs.engines.registry import ENGINES
-from jobs.errors import InputError, SubmitError
+from jobs import config, excel, queue_journal
+from jobs.atomic import TMP_PREFIX, fsync_dir, is_disk_full, remove_tree
+from jobs.engines.registry import ENGINES, validate_options
+from jobs.errors import EngineError, InputError, SubmitError
 from jobs.excel import EXCEL_ERRORS, cell_text
 from jobs.folder import natural_key
 from jobs.folder import scan as folder_scan
@@ -50,6 +51,10 @@ class JobSpec:
             raise SubmitError(f"retries must be between 0 and 20, got {self.retries}")
         if not 1 <= self.max_attempts <= 100:
             raise SubmitError(f"max attempts must be between 1 and 100, got {self.max_attempts}")
+        try:  # the engine's own check (the transformers engine: can its model be found?)
+            validate_options(self.engine, self.engine_options)
+        except EngineError as e:
+            raise SubmitError(str(e)) from None
 
 
 def submit(
@@ -200,17 +205,18 @@ def _create(
     spec = spec or JobSpec()
     spec.validate()
     job_id = new_job_id()
+    created_at = time.time()
     tmp = store.jobs_dir / f"{TMP_PREFIX}{job_id}"
     try:
         items = build(tmp)
         for i, item in enumerate(items):
             item["index"] = i
-        atomic_write_json(tmp / "manifest.json", items)
-        atomic_write_json(
+        _write_synced(tmp / "manifest.json", items)
+        _write_synced(
             tmp / "job.json",
             {
                 "id": job_id,
-                "created_at": time.time(),
+                "created_at": created_at,
                 "priority": int(priority),
                 "spec": {**asdict(spec), **extra_spec},
                 "total": len(items),
@@ -231,7 +237,18 @@ def _create(
     except BaseException:
         remove_tree(tmp)
         raise
+    # The job is in place: tell the runners (a failure here only delays it to their next rescan).
+    queue_journal.append_quietly(store.root, job_id, "queued", int(priority), created_at)
     return job_id
+
+
+def _write_synced(path: Path, obj: Any) -> None:
+    """A file inside the job folder still being built: nobody reads it before the folder's rename,
+    so no temp name and no folder fsync of its own (the folder is fsync'd once, before the rename)."""
+    with open(path, "xb") as f:
+        f.write(json.dumps(obj, ensure_ascii=False, indent=1, sort_keys=True).encode())
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def _table_items(tmp: Path, selection: excel.Selection, resolver: Resolver) -> list[Item]:

@@ -123,6 +123,8 @@ def test_committing_an_index_twice_keeps_the_first_result(state: Path, png: Path
     assert commit_item(store, claim, _result(0, "first")) is True
     assert commit_item(store, claim, _result(0, "second")) is False
     assert store.items(job_id)[0]["text"] == "first"
+    assert claim.state["progress"]["done"] == 1  # state.json's copy is throttled; finish writes it exactly
+    finish(store, claim, JobStatus.SUCCEEDED)
     assert store.read_state(job_id)["progress"]["done"] == 1
     names = [e["event"] for e in store.events(job_id)]
     assert names.count("item_committed") == 1 and names.count("duplicate_ignored") == 1

@@ -34,7 +34,8 @@ def test_wrong_or_jumping_wall_clocks_neither_steal_nor_lose_a_lease(
     watch_s = scale(3 * LEASE_S, 10 * LEASE_S)  # how long each "must not steal" phase is watched
     store = Store(state)
     files = [make_png(tmp_path / "in" / f"p{i:03d}.png", (20 + i, 10)) for i in range(n_items)]
-    job_id = submit(store, files, JobSpec(engine="tests.engines:SizeEngine", engine_options={"delay": 0.2}))
+    # 0.3 s an item: the job must outlast both watch phases (commits cost one fsync each, not four)
+    job_id = submit(store, files, JobSpec(engine="tests.engines:SizeEngine", engine_options={"delay": 0.3}))
     args = ("--workers", "1", "--lease-seconds", str(LEASE_S))
     offset_a = tmp_path / "offset-a"
     offset_a.write_text("0")
