@@ -14,19 +14,20 @@ CJK_FONT := /usr/share/fonts/truetype/wqy/wqy-zenhei.ttc
 setup: $(STAMP) system-deps
 
 # Re-installs only when a requirements file changes, so a second `make setup` is quick.
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-dev.txt requirements-ray.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	if ! command -v nvidia-smi >/dev/null 2>&1; then \
 		echo "no GPU found: installing the CPU build of torch ($(CPU_TORCH))"; \
 		$(PY) -m pip install -q "$(CPU_TORCH)"; \
 	fi
-	$(PY) -m pip install -q -r requirements.txt -r requirements-dev.txt
+	$(PY) -m pip install -q -r requirements.txt -r requirements-dev.txt -r requirements-ray.txt
 	touch $(STAMP)
 
 # Debian packages: a CJK font to render Chinese test pages, chromium for the browser test
 # (driven by Playwright with executable_path; Playwright never downloads a browser here), and
-# Tesseract with its English and Chinese data (the tesserocr wheel reads that tessdata).
+# Tesseract with its English and Chinese data (the tesserocr wheel reads that tessdata), and
+# redis-server for bench/store_scale.py's RQ comparison (started there on a free port, never as a service).
 # Only what is missing is installed, so a second call is instant.
 TESS_LANGS := eng chi_sim chi_tra
 .PHONY: system-deps
@@ -35,6 +36,7 @@ system-deps:
 	[ -f $(CJK_FONT) ] || missing="$$missing fonts-wqy-zenhei"; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	command -v tesseract >/dev/null 2>&1 || missing="$$missing tesseract-ocr"; \
+	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
 	for lang in $(TESS_LANGS); do \
 		ls /usr/share/tesseract-ocr/*/tessdata/$$lang.traineddata >/dev/null 2>&1 \
 			|| missing="$$missing tesseract-ocr-$${lang//_/-}"; \

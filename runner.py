@@ -1,4 +1,8 @@
-"""The runner daemon: ``python runner.py [--state DIR] [--once] [--workers N|auto] [--threads T|auto]``."""
+"""The runner daemon: ``python runner.py [--state DIR] [--once] [--workers N|auto] [--threads T|auto]``.
+
+``--executor ray [--ray-address ADDR] [--ray-actors N]`` runs the items on Ray actors instead of local
+worker processes (jobs/ray_executor.py); the runner still owns the job folder.
+"""
 
 from __future__ import annotations
 
@@ -39,6 +43,31 @@ def main(argv: list[str] | None = None) -> int:
         help=f"memory budgeted per worker when choosing --workers auto (default {sizing.WORKER_MEMORY_MB})",
     )
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument(
+        "--executor",
+        choices=("local", "ray"),
+        default=os.environ.get("OCRJOBS_EXECUTOR", "local"),
+        help="local: worker subprocesses (default); ray: Ray actors, on this machine or a Ray cluster",
+    )
+    p.add_argument(
+        "--ray-address",
+        default=None,
+        help="Ray cluster to join, e.g. 10.0.0.5:6379 (default: $RAY_ADDRESS, else a Ray started on this machine)",
+    )
+    p.add_argument(
+        "--ray-actors",
+        type=int,
+        default=None,
+        metavar="N",
+        help="actors to start (default: one per GPU if the cluster has GPUs, else one CPU actor per node)",
+    )
+    p.add_argument(
+        "--ray-actor-cpus",
+        type=float,
+        default=1.0,
+        metavar="C",
+        help="CPUs each actor reserves in Ray, and its engine's intra-op threads (default 1)",
+    )
     p.add_argument("--lease-seconds", type=float, default=config.DEFAULT_LEASE_S)
     p.add_argument(
         "--grace-seconds",
@@ -68,11 +97,25 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--grace-seconds must be between 0 and 5")
     if args.metrics_port is not None and not 1 <= args.metrics_port <= 65535:
         p.error("--metrics-port must be between 1 and 65535")
+    if args.executor not in ("local", "ray"):  # a default from $OCRJOBS_EXECUTOR skips argparse's check
+        p.error(f"--executor must be local or ray, got {args.executor!r}")
+    if args.ray_actors is not None and args.ray_actors < 1:
+        p.error("--ray-actors must be at least 1")
+    if args.ray_actor_cpus <= 0:
+        p.error("--ray-actor-cpus must be above 0")
+    if args.executor == "ray":
+        from jobs.ray_executor import require_ray
+
+        try:
+            require_ray()
+        except OcrJobsError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
     if not isinstance(logging.getLevelName(args.log_level.upper()), int):
         p.error(f"--log-level {args.log_level!r} is not one of DEBUG, INFO, WARNING, ERROR")
     log_file = logs.setup(config.state_dir(args.state), args.log_level, args.retention_days)
     logging.getLogger("ocrjobs.runner").info("JSON log: %s", log_file)
-    workers = _size_workers(args)
+    workers = _size_workers(args) if args.executor == "local" else 0
     opts = RunnerOptions(
         state=args.state,
         workers=workers,
@@ -83,6 +126,10 @@ def main(argv: list[str] | None = None) -> int:
         retention_days=args.retention_days,
         metrics_port=args.metrics_port,
         metrics_host=args.metrics_host,
+        executor=args.executor,
+        ray_address=args.ray_address,
+        ray_actors=args.ray_actors,
+        ray_actor_cpus=args.ray_actor_cpus,
     )
     try:
         return Runner(opts).run()

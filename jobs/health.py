@@ -74,6 +74,23 @@ def gpu_reasons(runner_id: str, gpu: dict[str, Any] | None) -> list[str]:
     return out
 
 
+def ray_reasons(runner_id: str, ray: dict[str, Any] | None) -> list[str]:
+    """Dead Ray nodes and actors that are not up, from a runner on the Ray executor."""
+    if not ray:
+        return []
+    out = []
+    dead = [n for n in ray.get("nodes") or [] if not n.get("alive")]
+    if dead:
+        names = ", ".join(str(n.get("host") or n.get("node_id", "?"))[:24] for n in dead)
+        out.append(f"runner {runner_id}: {len(dead)} Ray node(s) dead ({names})")
+    for node, gpu in (ray.get("gpu_by_node") or {}).items():
+        out += gpu_reasons(f"{runner_id} (Ray node {str(node)[:12]})", gpu)
+    actors = ray.get("actors") or []
+    if actors and ray.get("actors_alive", 0) < len(actors):
+        out.append(f"runner {runner_id}: {ray.get('actors_alive', 0)} of {len(actors)} Ray actors up")
+    return out
+
+
 def failure_rate(runners: list[dict[str, Any]]) -> dict[str, Any]:
     """Failed + timed-out share of the items the live runners committed over the last ~5 minutes."""
     counts = {"done": 0, "failed": 0, "timed_out": 0}
@@ -126,6 +143,7 @@ def check(store: Store, now: float | None = None) -> dict[str, Any]:
     live = [r for r in runners if r["state"] != "dead"]
     for r in live:
         reasons.extend(("degraded", msg) for msg in gpu_reasons(r["id"], r.get("gpu")))
+        reasons.extend(("degraded", msg) for msg in ray_reasons(r["id"], r.get("ray")))
     failures = failure_rate(live)
     if failures["items"] >= FAILURE_MIN_ITEMS and failures["rate"] > FAILURE_RATE_LIMIT:
         reasons.append(

@@ -182,10 +182,14 @@ class Telemetry:
     # -- the files ----------------------------------------------------------------------
     def build(self, runner: Runner) -> dict[str, Any]:
         now = time.time()
-        res = self.resources.sample([w.pid for w in runner.workers])
+        on_ray = getattr(runner.opts, "executor", "local") == "ray"
+        # a Ray actor's pid is a process on its own node: its figures come with its polls instead
+        res = self.resources.sample([] if on_ray else [w.pid for w in runner.workers])
         claim = runner.claim
         current = self.current if claim is not None and self.current and self.current["job"] == claim.job_id else None
         per_pid = {p["pid"]: p for p in res["workers"]}
+        if on_ray:
+            per_pid = {w.pid: getattr(w, "info", {}) for w in runner.workers}
         workers = []
         for w in runner.workers:
             task = w.task
@@ -223,6 +227,8 @@ class Telemetry:
             "recent": self._recent(now, counters),
             "resources": {k: res[k] for k in ("sampled_at", "runner", "cpu_percent", "rss_bytes")},
             "gpu": res["gpu"],
+            "executor": "ray" if on_ray else "local",
+            "ray": _ray_info(runner.workers) if on_ray else None,
             "disk": {**res["disk"], "fstype": self.fs["fstype"], "network": self.fs["network"]},
             "metrics": self.metrics.endpoint if self.metrics is not None else None,
             "last_error": runner.last_error,
@@ -281,3 +287,14 @@ class Telemetry:
             pass
         if self.metrics is not None:
             self.metrics.close()
+
+
+def _ray_info(handles: list[Any]) -> dict[str, Any] | None:
+    """The Ray cluster as the runner sees it (nodes, actors, their GPUs); None if Ray cannot say."""
+    from jobs.ray_cluster import ray_cluster_info
+
+    try:
+        return ray_cluster_info(handles)
+    except Exception as e:  # noqa: BLE001 - the heartbeat must be written whatever Ray is doing
+        log.warning("ray cluster info: %s", e)
+        return None

@@ -190,7 +190,9 @@ class Items:
         for w in self.workers:
             head = w.task
             if not w.alive():
-                self._on_crash(claim, w, f"the worker process died (exit code {w.exitcode})")
+                code = w.exitcode  # a process's exit code, or why a Ray actor is gone
+                why = f"exit code {code}" if isinstance(code, int) or code is None else code
+                self._on_crash(claim, w, f"the worker process died ({why})")
             elif now - w.last_hb > self.hb_timeout_s:
                 self._on_crash(claim, w, f"the worker stopped heartbeating for {now - w.last_hb:.0f} s and was killed")
             elif w.loading_since and now - w.loading_since > self.load_timeout_s:

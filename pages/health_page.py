@@ -43,9 +43,25 @@ def live() -> None:
     else:
         st.info("No runner has ever reported. Start one with `python runner.py` (or `make run`).")
 
-    st.subheader("GPU")
     alive = [r for r in report["runners"] if r["state"] == "alive"]
+    for r in alive:
+        if r.get("ray"):
+            ray = r["ray"]
+            st.subheader(f"Ray cluster ({r['id']})")
+            st.caption(
+                f"{ray.get('nodes_alive', 0)} of {len(ray.get('nodes') or [])} nodes alive, "
+                f"{ray.get('actors_alive', 0)} of {len(ray.get('actors') or [])} actors up"
+            )
+            st.dataframe(ray.get("nodes") or [], hide_index=True)
+            st.dataframe(ray.get("actors") or [], hide_index=True)
+    st.subheader("GPU")
     gpus = [{"runner": r["id"], **g} for r in alive for g in (r.get("gpu") or {}).get("gpus", [])]
+    gpus += [  # GPUs of Ray nodes, reported by the actors there
+        {"runner": r["id"], "ray node": str(node)[:12], **g}
+        for r in alive
+        for node, gpu in ((r.get("ray") or {}).get("gpu_by_node") or {}).items()
+        for g in (gpu or {}).get("gpus", [])
+    ]
     if gpus:
         st.dataframe(gpus, hide_index=True)
     else:

@@ -85,6 +85,27 @@ def test_gpu_memory_rules(store: Store, used_mib: int, total_mib: int, degraded:
         assert why[0].startswith("GPU 0 (Tesla T4) of runner r1:") and f"{total_mib - used_mib} MiB free" in why[0]
 
 
+def test_a_dead_ray_node_and_its_actor_degrade_health(store: Store) -> None:
+    node = {"node_id": "6b1b" * 8, "alive": True, "host": "gpu-a", "cpus": 8, "gpus": 1}
+    actor = {"slot": 0, "alive": True, "node_id": node["node_id"]}
+    ray = {"nodes": [node], "nodes_alive": 1, "actors": [actor], "actors_alive": 1, "gpu_by_node": {}}
+    write_heartbeat(store, executor="ray", ray=ray)
+    assert reasons(store) == ("ok", [])
+
+    ray = {
+        **ray,
+        "nodes": [node, {**node, "node_id": "9c9c" * 8, "alive": False, "host": "gpu-b"}],
+        "actors": [actor, {**actor, "slot": 1, "alive": False}],
+        "gpu_by_node": {node["node_id"]: gpu_stats(FakeNvml(15500, 16000))},
+    }
+    write_heartbeat(store, executor="ray", ray=ray)
+    status, why = reasons(store)
+    assert status == "degraded"
+    assert "runner r1: 1 Ray node(s) dead (gpu-b)" in why
+    assert "runner r1: 1 of 2 Ray actors up" in why
+    assert any(w.startswith("GPU 0 (Tesla T4) of runner r1 (Ray node 6b1b6b1b6b1b)") for w in why), why
+
+
 @pytest.mark.parametrize(
     "recent,status",
     [({"done": 17, "failed": 2, "timed_out": 1}, "degraded"), ({"done": 18, "failed": 2}, "ok"), ({"failed": 5}, "ok")],
