@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import unicodedata
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -111,3 +112,28 @@ def table(header: list[str], rows: list[list[Any]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+@dataclass
+class Row:
+    """One line of a part's results table: ocrjobs side by side with its reference, and the goal."""
+
+    measure: str
+    ocrjobs: str
+    reference: str = "-"
+    ratio: str = "-"
+    goal: str = "-"
+    met: bool | None = None  # None: informational row, no goal
+    note: str = ""
+
+
+def goal_table(rows: list[Row]) -> str:
+    """The one table shape every part of RESULTS.md uses; a missed goal carries its reason."""
+    out = []
+    for r in rows:
+        met = "-" if r.met is None else ("met" if r.met else "**missed**")
+        if r.note:
+            met += f" ({r.note})"
+        out.append([r.measure, r.ocrjobs, r.reference, r.ratio, r.goal, met])
+    return table(["measure", "ocrjobs", "reference", "ratio", "goal", "met?"], out)
+

@@ -195,3 +195,39 @@ def throughput_set(out: Path, n: int = 50, seed: int = 11, lines_only: bool = Fa
         else:
             samples.append(make_page(out / f"{i:03d}-{subset}-page.png", subset, rng, dpi=150, speckle=speckle))
     return samples
+
+
+
+def page_set(out: Path, n: int = 50, seed: int = 13, dpi: int = 150) -> list[Sample]:
+    """``n`` A4 pages (1240x1754 px at 150 dpi) as PNG, English, Chinese and mixed text in turn."""
+    rng = random.Random(seed)
+    out.mkdir(parents=True, exist_ok=True)
+    subsets = ("english", "chinese", "mixed") if CJK_FONT.is_file() else ("english",)
+    return [
+        make_page(out / f"{i:03d}-{subsets[i % len(subsets)]}.png", subsets[i % len(subsets)], rng, dpi=dpi)
+        for i in range(n)
+    ]
+
+
+def pdf_document(path: Path, pages: int = 20, seed: int = 17, dpi: int = 150) -> list[Sample]:
+    """One ``pages``-page raster PDF (A4 at ``dpi``, scripts in turn), as a scanner makes them.
+    Returns one Sample per page, each with the PDF's path."""
+    samples = page_set(path.parent / f".{path.stem}-pages", pages, seed, dpi)
+    images = [Image.open(s.path).convert("RGB") for s in samples]
+    images[0].save(path, save_all=True, append_images=images[1:], resolution=float(dpi))
+    return [Sample(path, s.subset, f"pdf{dpi}", s.reference) for s in samples]
+
+
+def short_lines(out: Path, n: int = 20, seed: int = 19) -> list[Sample]:
+    """``n`` small one-line images (240x40), scripts in turn: many cheap real-OCR items."""
+    rng = random.Random(seed)
+    out.mkdir(parents=True, exist_ok=True)
+    subsets = ("english", "chinese", "mixed") if CJK_FONT.is_file() else ("english",)
+    samples = []
+    for i in range(n):
+        subset = subsets[i % len(subsets)]
+        im, ref = _render(_pick(subset, 1, rng), subset, (240, 40), 20, 6, rng)
+        path = out / f"{i:03d}-{subset}-short.png"
+        im.save(path)
+        samples.append(Sample(path, subset, "line", ref))
+    return samples

@@ -57,7 +57,6 @@ def _result(i: int) -> dict[str, Any]:
 def _seed(store: Any, template: str, n: int) -> None:
     """``n`` more queued jobs shaped exactly like the submitted ``template``, without its fsyncs."""
     from jobs import queue_journal
-    from jobs.store import new_job_id
 
     src = store.job_dir(template)
     raw = json.loads((src / "job.json").read_text())
@@ -65,7 +64,7 @@ def _seed(store: Any, template: str, n: int) -> None:
     inputs = next((src / "inputs").iterdir())
     base = time.time() - n
     for k in range(n):
-        job_id = f"{new_job_id()[:16]}{k:06x}"
+        job_id = time.strftime("%Y%m%d-%H%M%S-", time.gmtime(base - 86400)) + f"{k:06x}"  # never a real id
         d = store.jobs_dir / job_id
         (d / "inputs").mkdir(parents=True)
         shutil.copyfile(inputs, d / "inputs" / inputs.name)

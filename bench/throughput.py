@@ -10,33 +10,15 @@ markdown. The goal (issue 7): ocrjobs >= 1.25x the plain loop's pages per second
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from bench.common import REPO, cer, results, run_once, sizing_line, submit, table
+from bench.common import cer, table
 from bench.dataset import Sample, throughput_set
+from bench.overhead import ocrjobs, plain
 
 GOAL = 1.25
-
-
-def plain(files: list[Path], work: Path) -> tuple[float, list[str]]:
-    out = work / "plain.json"
-    t0 = time.monotonic()
-    cmd = [sys.executable, "-m", "bench.plain_rapid", str(out), *map(str, files)]
-    subprocess.run(cmd, cwd=REPO, check=True, capture_output=True, timeout=3600)
-    return time.monotonic() - t0, json.loads(out.read_text())
-
-
-def ocrjobs(files: list[Path], state: Path, *submit_options: str) -> tuple[float, list[str], str]:
-    t0 = time.monotonic()
-    job_id = submit(state, files, *submit_options)
-    log = run_once(state)
-    elapsed = time.monotonic() - t0
-    return elapsed, [r["text"] for r in results(state, job_id)], sizing_line(log)
 
 
 def measure(work: Path, quick: bool, repeat: int) -> tuple[list[Sample], dict[str, list[tuple[float, float, str]]]]:
