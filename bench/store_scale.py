@@ -69,6 +69,8 @@ def _seed(store: Any, template: str, n: int) -> None:
         (d / "inputs").mkdir(parents=True)
         shutil.copyfile(inputs, d / "inputs" / inputs.name)
         (d / "manifest.json").write_bytes(manifest)
+        for name in ("job.lock", "events.jsonl"):  # as submit makes them
+            shutil.copyfile(src / name, d / name)
         (d / "job.json").write_text(json.dumps({**raw, "id": job_id, "created_at": base + k}, indent=1, sort_keys=True))
         queue_journal.append(store.root, job_id, "queued", 0, base + k)
 
@@ -103,6 +105,7 @@ class Ocrjobs:
         self.big, self.next_item = claim, 0
         self.commits: list[float] = []
         self.floor: list[float] = []
+        self.replace_floor: list[float] = []
         self.claims: list[float] = []
         self.finishes: list[float] = []
 
@@ -138,6 +141,13 @@ class Ocrjobs:
             t = time.perf_counter()
             lease.finish(self.runner, claim, lease.JobStatus.SUCCEEDED)
             self.finishes.append(time.perf_counter() - t)
+        from jobs.atomic import atomic_write_json
+
+        probe = self.tmp / "replace-probe.json"
+        for _ in range(k):  # what any atomic-replace design pays on this disk: temp file, write, rename
+            t = time.perf_counter()
+            atomic_write_json(probe, {"status": "running", "epoch": 1}, durable=False)
+            self.replace_floor.append(time.perf_counter() - t)
 
     def rest(self) -> dict[str, Any]:
         from jobs.control import apply_requests
@@ -169,7 +179,8 @@ class Ocrjobs:
         return {
             "submit_rate": self.n_submit / sum(self.submits), "n_submit": self.n_submit,
             "first_rescan": self.first_rescan, "claims": self.claims, "finishes": self.finishes,
-            "commits": self.commits, "floor": self.floor, "list_cold": list_cold, "list_warm": list_warm, "idle": idle,
+            "commits": self.commits, "floor": self.floor, "replace_floor": self.replace_floor,
+            "list_cold": list_cold, "list_warm": list_warm, "idle": idle,
             "rescan": pct(rescans, 0.5), "housekeeping": time.perf_counter() - t,
         }
 
@@ -316,8 +327,14 @@ def rows(o: dict[str, Any], rq: dict[str, dict[str, Any]], n: int, why: str) -> 
     claim_p50 = pct(o["claims"], 0.5)
     text, theirs = ref("dequeue", 0.5)
     goal = theirs or RQ_DURABLE_DEQUEUE_P50_S
+    replace = pct(o["replace_floor"], 0.5)
+    note = ""
+    if claim_p50 > goal:
+        note = (f"a claim rewrites state.json atomically (temp file + rename, no fsync): that alone took "
+                f"{_ms(replace)} p50 on this disk in the same chunks")
     out.append(Row(f"claim p50, {n} queued", _ms(claim_p50), text, ratio(claim_p50, theirs),
-                   f"<= RQ durable dequeue p50 ({_ms(goal)})", claim_p50 <= goal))
+                   f"<= RQ durable dequeue p50 ({_ms(goal)})", claim_p50 <= goal, note))
+    out.append(Row("disk floor: one small file written + renamed over another, no fsync, p50", _ms(replace)))
     text, theirs = ref("dequeue", 0.99)
     out.append(Row("claim p99", _ms(pct(o["claims"], 0.99)), text, ratio(pct(o["claims"], 0.99), theirs)))
     commit_p50 = pct(o["commits"], 0.5)

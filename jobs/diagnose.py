@@ -91,6 +91,7 @@ def diagnose_job(store: Store, job: Job, runners: dict[str, dict[str, Any]], now
     base = {"committed": p["committed"], "total": p["total"]}
     if job.status != JobStatus.RUNNING:
         return Diagnosis(job.id, job.status.value, "not running", f"not running: the job is {job.status.value}", base)
+    base["committed"] = store.committed_count(job.id)  # exact: state.json's progress is written lazily
     lease = job.lease or {}
     holder = runners.get(str(lease.get("runner")))
     expired_for = now - float(lease.get("expires_at") or 0)

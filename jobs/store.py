@@ -266,6 +266,14 @@ class Store:
             out.append(row)
         return out
 
+    def committed_count(self, job_id: str) -> int:
+        """Items with a result file, without reading them (one scandir)."""
+        try:
+            with os.scandir(self.results_dir(job_id)) as it:
+                return sum(1 for e in it if e.name.endswith(".json") and e.name[:6].isdigit())
+        except FileNotFoundError:
+            return 0
+
     def count_results(self, job_id: str) -> dict[str, int]:
         counts = {s.value: 0 for s in ItemStatus}
         for res in self.iter_results(job_id):

@@ -223,6 +223,10 @@ def _create(
                 "inputs": inputs,
             },
         )
+        # Made here, not at the first claim: creating files is what a claim would wait on most.
+        (tmp / "job.lock").touch()
+        line = {"at": created_at, "event": "submitted", "items": len(items), "priority": int(priority)}
+        (tmp / "events.jsonl").write_text(json.dumps(line, sort_keys=True) + "\n")
         for d in (tmp / "inputs", tmp):
             fsync_dir(d)
         os.rename(tmp, store.jobs_dir / job_id)

@@ -62,7 +62,7 @@ def test_four_processes_claim_each_of_200_jobs_exactly_once(state: Path, png: Pa
             job = store.get(job_id)
             assert job.status == JobStatus.RUNNING
             assert job.lease is not None and job.lease["runner"] == f"runner-{n}" and job.lease["epoch"] == 1
-            assert [e["event"] for e in store.events(job_id)] == ["claimed"]
+            assert [e["event"] for e in store.events(job_id)] == ["submitted", "claimed"]
 
 
 def test_claims_take_the_highest_priority_first_then_the_oldest(state: Path, png: Path) -> None:

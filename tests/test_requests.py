@@ -52,4 +52,4 @@ def test_an_impossible_request_is_dropped_with_an_event(state: Path, tmp_path: P
     s.request(job_id, "resume")  # not paused
     apply_requests(s)
     assert s.get(job_id).status == JobStatus.QUEUED and s.pending_requests() == []
-    assert [e["event"] for e in s.events(job_id)] == ["request_ignored"]
+    assert [e["event"] for e in s.events(job_id)] == ["submitted", "request_ignored"]

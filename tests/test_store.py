@@ -45,7 +45,8 @@ def test_submit_writes_a_complete_job_and_no_execution_state(state: Path, png: P
     s = Store(state)
     job_id = submit(s, [png], JobSpec(engine="tests.engines:SizeEngine"))
     d = state / "jobs" / job_id
-    assert sorted(p.name for p in d.iterdir()) == ["inputs", "job.json", "manifest.json"]
+    assert sorted(p.name for p in d.iterdir()) == ["events.jsonl", "inputs", "job.json", "job.lock", "manifest.json"]
+    assert [e["event"] for e in s.events(job_id)] == ["submitted"]
     assert s.get(job_id).status == JobStatus.QUEUED
     assert not [p for p in (state / "jobs").iterdir() if p.name.startswith(".tmp-")]
 
