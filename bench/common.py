@@ -136,4 +136,3 @@ def goal_table(rows: list[Row]) -> str:
             met += f" ({r.note})"
         out.append([r.measure, r.ocrjobs, r.reference, r.ratio, r.goal, met])
     return table(["measure", "ocrjobs", "reference", "ratio", "goal", "met?"], out)
-

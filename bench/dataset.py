@@ -197,7 +197,6 @@ def throughput_set(out: Path, n: int = 50, seed: int = 11, lines_only: bool = Fa
     return samples
 
 
-
 def page_set(out: Path, n: int = 50, seed: int = 13, dpi: int = 150) -> list[Sample]:
     """``n`` A4 pages (1240x1754 px at 150 dpi) as PNG, English, Chinese and mixed text in turn."""
     rng = random.Random(seed)

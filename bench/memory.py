@@ -72,7 +72,9 @@ def measure(work: Path, quick: bool = False, items: int | None = None, interval:
     t0 = time.monotonic()
     runner = subprocess.Popen(
         [sys.executable, "runner.py", "--state", str(state), "--once", "--workers", "1", "--threads", str(threads)],
-        cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+        cwd=REPO,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     stop = threading.Event()
 
@@ -103,8 +105,11 @@ def measure(work: Path, quick: bool = False, items: int | None = None, interval:
 
 def window(m: Measured, lo: float, hi: float, what: str) -> float:
     """Median RSS (bytes) of ``what`` over the samples taken while lo..hi of the items were committed."""
-    picked = [getattr(s, what) if what != "total" else s.runner + s.workers
-              for s in m.samples if lo * m.items <= s.committed <= hi * m.items and s.workers]
+    picked = [
+        getattr(s, what) if what != "total" else s.runner + s.workers
+        for s in m.samples
+        if lo * m.items <= s.committed <= hi * m.items and s.workers
+    ]
     if not picked:
         raise RuntimeError(f"no samples between {lo:.0%} and {hi:.0%} of the items: the job ran too fast to sample")
     return statistics.median(picked)
@@ -116,23 +121,33 @@ def report(m: Measured, quick: bool = False) -> str:
         early, late = window(m, 0.1, 0.2, what), window(m, 0.9, 1.0, what)
         drift = late / early - 1
         goal = what == "total"
-        rows.append(Row(
-            f"{label}: RSS at 90-100 % of the items (MB) vs at 10-20 %", f"{late / MB:.0f}", f"{early / MB:.0f}",
-            f"{drift:+.1%}", f"<= +{GOAL:.0%}" if goal else "-", (drift <= GOAL) if goal else None,
-            "" if not goal or drift <= GOAL else "RSS still grows after warm-up: see the profile in the closing note",
-        ))
+        rows.append(
+            Row(
+                f"{label}: RSS at 90-100 % of the items (MB) vs at 10-20 %",
+                f"{late / MB:.0f}",
+                f"{early / MB:.0f}",
+                f"{drift:+.1%}",
+                f"<= +{GOAL:.0%}" if goal else "-",
+                (drift <= GOAL) if goal else None,
+                ""
+                if not goal or drift <= GOAL
+                else "RSS still grows after warm-up: see the profile in the closing note",
+            )
+        )
     peak = max(s.runner + s.workers for s in m.samples)
     rows.append(Row("runner + worker: peak RSS (MB)", f"{peak / MB:.0f}"))
-    return "\n".join([
-        "## Memory: runner + worker RSS over a long job" + (" (quick)" if quick else ""),
-        "",
-        f"One job of {m.items} items (20 generated one-line images, 240x40, English / Chinese / mixed, cycled), "
-        f"`--engine rapid`, `runner.py --once --workers 1 --threads {m.threads}`; {len(m.samples)} psutil samples "
-        f"every 0.2 s over {m.seconds:.0f} s ({m.items / m.seconds:.1f} items/s). The reference is the same "
-        "processes earlier in the same job.",
-        "",
-        goal_table(rows),
-    ])
+    return "\n".join(
+        [
+            "## Memory: runner + worker RSS over a long job" + (" (quick)" if quick else ""),
+            "",
+            f"One job of {m.items} items (20 generated one-line images, 240x40, English / Chinese / mixed, cycled), "
+            f"`--engine rapid`, `runner.py --once --workers 1 --threads {m.threads}`; {len(m.samples)} psutil samples "
+            f"every 0.2 s over {m.seconds:.0f} s ({m.items / m.seconds:.1f} items/s). The reference is the same "
+            "processes earlier in the same job.",
+            "",
+            goal_table(rows),
+        ]
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -115,10 +115,32 @@ def _sides(case: Case, work: Path, threads: int) -> tuple[Side, Side, Path]:
     """The plain loop; ocrjobs' submit then runner. Both with ``threads`` and the same engine options."""
     work.mkdir(parents=True)
     files, state, py = [str(f) for f in case.files], work / "state", sys.executable
-    plain_cmd = [py, "-m", "bench.plain_rapid", str(work / "plain.json"), *files, "--dpi", str(case.dpi),
-                 "--same-config", "--threads", str(threads)]
-    submit_cmd = [py, "-m", "jobs", "--state", str(state), "submit", *files, "--engine", "rapid",
-                  "--dpi", str(case.dpi), "--json"]
+    plain_cmd = [
+        py,
+        "-m",
+        "bench.plain_rapid",
+        str(work / "plain.json"),
+        *files,
+        "--dpi",
+        str(case.dpi),
+        "--same-config",
+        "--threads",
+        str(threads),
+    ]
+    submit_cmd = [
+        py,
+        "-m",
+        "jobs",
+        "--state",
+        str(state),
+        "submit",
+        *files,
+        "--engine",
+        "rapid",
+        "--dpi",
+        str(case.dpi),
+        "--json",
+    ]
     runner_cmd = [py, "runner.py", "--state", str(state), "--once", "--workers", "1", "--threads", str(threads)]
     return Side("plain", [plain_cmd], work), Side("ocrjobs", [submit_cmd, runner_cmd], work), state
 
@@ -181,36 +203,54 @@ def report(measured: tuple[list[Case], int], quick: bool = False) -> str:
         elif not met and cpu_ratio > 1.03:
             note = f"ocrjobs used {cpu_ratio:.2f}x the CPU (submit, runner, commits): see the profile in the notes"
         elif not met:
-            note = (f"the same CPU on both sides ({cpu_ratio:.2f}x): the wall-time gap is start-up (submit, runner, "
-                    "worker spawn) or other load on this shared machine")
+            note = (
+                f"the same CPU on both sides ({cpu_ratio:.2f}x): the wall-time gap is start-up (submit, runner, "
+                "worker spawn) or other load on this shared machine"
+            )
         sign = ">=" if goal == GOAL_PAGES else ">"
-        rows.append(Row(f"{case.name}: pages/s", f"{mine:.3f}", f"{ref:.3f}", f"{case.ratio:.3f}x",
-                        f"{sign} {goal}x", met, note))
+        rows.append(
+            Row(
+                f"{case.name}: pages/s", f"{mine:.3f}", f"{ref:.3f}", f"{case.ratio:.3f}x", f"{sign} {goal}x", met, note
+            )
+        )
         rounds = ", ".join(f"{p / o:.3f}x" for p, o in zip(case.plain_s, case.ocrjobs_s, strict=True))
-        rows.append(Row(f"{case.name}: seconds per round (ratio per round)",
-                        " / ".join(f"{s:.1f}" for s in case.ocrjobs_s), " / ".join(f"{s:.1f}" for s in case.plain_s),
-                        rounds))
-        rows.append(Row(f"{case.name}: CPU seconds per page (all processes)",
-                        f"{sum(case.ocrjobs_cpu) / len(case.ocrjobs_cpu) / pages:.2f}",
-                        f"{sum(case.plain_cpu) / len(case.plain_cpu) / pages:.2f}",
-                        f"{sum(case.ocrjobs_cpu) / sum(case.plain_cpu):.3f}x"))
-        rows.append(Row(f"{case.name}: CER (same text both ways?)", f"{case.cer['ocrjobs']:.4f}",
-                        f"{case.cer['plain']:.4f}"))
-    return "\n".join([
-        "## Overhead: ocrjobs vs the raw engine (plain rapidocr loop)" + (" (quick)" if quick else ""),
-        "",
-        f"Reference: one process calling `RapidOCR(**RapidEngine.DEFAULTS)` over the inputs, {threads} intra-op "
-        f"thread(s) (and `cv2.setNumThreads({threads})`), decoding and rendering pages like the worker does. "
-        f"ocrjobs: `submit --engine rapid` + `runner.py --once --workers 1 --threads {threads}` "
-        f"(the runner said: {cases[0].sizing}); worker prefetch: {'yes' if prefetching() else 'no'}. "
-        f"{len(cases[0].plain_s)} round(s). The two sides run at the same time but take turns: 1 s time slices, "
-        "A/B/A/B (SIGSTOP/SIGCONT of each side's process group, bench/slicing.py), so a burst of other work on this "
-        "shared machine lands on both alike; a side's time is the sum of its slices, from its first process's "
-        "start to its last one's end (Python start-up and model loading on both sides; submit's copying and "
-        "every durable commit on ocrjobs'). CPU seconds: wait4 of every process, workers included.",
-        "",
-        goal_table(rows),
-    ])
+        rows.append(
+            Row(
+                f"{case.name}: seconds per round (ratio per round)",
+                " / ".join(f"{s:.1f}" for s in case.ocrjobs_s),
+                " / ".join(f"{s:.1f}" for s in case.plain_s),
+                rounds,
+            )
+        )
+        rows.append(
+            Row(
+                f"{case.name}: CPU seconds per page (all processes)",
+                f"{sum(case.ocrjobs_cpu) / len(case.ocrjobs_cpu) / pages:.2f}",
+                f"{sum(case.plain_cpu) / len(case.plain_cpu) / pages:.2f}",
+                f"{sum(case.ocrjobs_cpu) / sum(case.plain_cpu):.3f}x",
+            )
+        )
+        rows.append(
+            Row(f"{case.name}: CER (same text both ways?)", f"{case.cer['ocrjobs']:.4f}", f"{case.cer['plain']:.4f}")
+        )
+    return "\n".join(
+        [
+            "## Overhead: ocrjobs vs the raw engine (plain rapidocr loop)" + (" (quick)" if quick else ""),
+            "",
+            f"Reference: one process calling `RapidOCR(**RapidEngine.DEFAULTS)` over the inputs, {threads} intra-op "
+            f"thread(s) (and `cv2.setNumThreads({threads})`), decoding and rendering pages like the worker does. "
+            f"ocrjobs: `submit --engine rapid` + `runner.py --once --workers 1 --threads {threads}` "
+            f"(the runner said: {cases[0].sizing}); worker prefetch: {'yes' if prefetching() else 'no'}. "
+            f"{len(cases[0].plain_s)} round(s). The two sides run at the same time but take turns: 1 s time slices, "
+            "A/B/A/B (SIGSTOP/SIGCONT of each side's process group, bench/slicing.py), so a burst of other work "
+            "on this "
+            "shared machine lands on both alike; a side's time is the sum of its slices, from its first process's "
+            "start to its last one's end (Python start-up and model loading on both sides; submit's copying and "
+            "every durable commit on ocrjobs'). CPU seconds: wait4 of every process, workers included.",
+            "",
+            goal_table(rows),
+        ]
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

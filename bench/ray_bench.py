@@ -129,20 +129,34 @@ def report(measured: dict[str, Any], quick: bool) -> str:
         )
     ray, local = runs["ray 1 noop"], runs["local 1 noop"]
     rows.append(
-        Row(f"1 actor vs 1 worker, engine that does nothing ({ray.items} tiny images): items/s",
-            f"{ray.items_per_s:.0f}", f"{local.items_per_s:.0f}", f"{ray.items_per_s / local.items_per_s:.2f}x")
+        Row(
+            f"1 actor vs 1 worker, engine that does nothing ({ray.items} tiny images): items/s",
+            f"{ray.items_per_s:.0f}",
+            f"{local.items_per_s:.0f}",
+            f"{ray.items_per_s / local.items_per_s:.2f}x",
+        )
     )
     one, two = runs["ray 1"], runs["ray 2"]
     scale = two.items_per_s / one.items_per_s
     rows.append(
-        Row("Ray, 2 actors vs 1: items/s", f"{two.items_per_s:.2f}", f"{one.items_per_s:.2f}", f"{scale:.2f}x",
-            "> 1.0x", None if quick else scale > 1.0)
+        Row(
+            "Ray, 2 actors vs 1: items/s",
+            f"{two.items_per_s:.2f}",
+            f"{one.items_per_s:.2f}",
+            f"{scale:.2f}x",
+            "> 1.0x",
+            None if quick else scale > 1.0,
+        )
     )
     for count in (1, 2):
         ray, local = runs[f"ray {count}"], runs[f"local {count}"]
         rows.append(
-            Row(f"whole `runner.py --once`, {count} actor(s)/worker(s) (s)", f"{ray.wall_s:.1f}", f"{local.wall_s:.1f}",
-                f"{ray.wall_s / local.wall_s:.2f}x")
+            Row(
+                f"whole `runner.py --once`, {count} actor(s)/worker(s) (s)",
+                f"{ray.wall_s:.1f}",
+                f"{local.wall_s:.1f}",
+                f"{ray.wall_s / local.wall_s:.2f}x",
+            )
         )
     title = "## Ray executor" + (" (quick)" if quick else "")
     notes = (

@@ -80,9 +80,21 @@ def inputs(folder: Path, n: int) -> list[Path]:
 def _runner(state: Path, lease_s: float, log: Path) -> subprocess.Popen[bytes]:
     with open(log, "ab") as out:
         return subprocess.Popen(
-            [sys.executable, "runner.py", "--state", str(state), "--once", "--workers", "1",
-             "--lease-seconds", str(lease_s)],
-            cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                sys.executable,
+                "runner.py",
+                "--state",
+                str(state),
+                "--once",
+                "--workers",
+                "1",
+                "--lease-seconds",
+                str(lease_s),
+            ],
+            cwd=REPO,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
 
 
@@ -101,8 +113,18 @@ def one_run(work: Path, files: list[Path], lease_s: float, rng: random.Random, t
 
     work.mkdir(parents=True)
     state, engine_log = work / "state", work / "engine.log"
-    job_id = submit(state, files, "--engine", "bench.recovery:SleepEngine", "--engine-option", f"log={engine_log}",
-                    "--engine-option", f"delay={DELAY_S}", "--max-attempts", "5")
+    job_id = submit(
+        state,
+        files,
+        "--engine",
+        "bench.recovery:SleepEngine",
+        "--engine-option",
+        f"log={engine_log}",
+        "--engine-option",
+        f"delay={DELAY_S}",
+        "--max-attempts",
+        "5",
+    )
     store = Store(state)
     kill_at = rng.randint(len(files) // 10, len(files) * 7 // 10)
     first = _runner(state, lease_s, work / "runner-1.log")
@@ -172,33 +194,64 @@ def report(measured: dict[str, Any], quick: bool = False) -> str:
     bound = lease_s + 2
     slow = "the second runner waits a full lease of its own monotonic time before taking over, plus start-up"
     rows = [
-        Row("kill -> job claimed again (s), median", f"{statistics.median(claim):.2f}", f"lease {lease_s:g} s",
-            f"{statistics.median(claim) / lease_s:.2f}x lease", f"<= {bound:g} s", statistics.median(claim) <= bound,
-            "" if statistics.median(claim) <= bound else slow),
-        Row("kill -> job claimed again (s), max", f"{max(claim):.2f}", f"lease {lease_s:g} s",
-            f"{max(claim) / lease_s:.2f}x lease", f"<= {bound:g} s", max(claim) <= bound,
-            "" if max(claim) <= bound else slow),
-        Row("kill -> first item committed again (s), median / max",
-            f"{statistics.median(commit):.2f} / {max(commit):.2f}", f"lease {lease_s:g} s"),
-        Row("items redone per kill (recognised twice + duplicate commits), median / max",
-            f"{statistics.median(redone):g} / {max(redone)}", "-", "-", "<= 1", max(redone) <= 1,
-            "" if max(redone) <= 1 else "results in flight at the kill were never committed"),
-        Row("items the killed runner's orphaned worker still recognised (wasted), median / max",
-            f"{statistics.median(r.orphan for r in runs):g} / {max(r.orphan for r in runs)}"),
-        Row("jobs finished by the second runner", f"{sum(r.status == 'succeeded' for r in runs)} of {len(runs)}",
-            f"{len(runs)}", "-", "all succeeded", all(r.status == "succeeded" for r in runs)),
+        Row(
+            "kill -> job claimed again (s), median",
+            f"{statistics.median(claim):.2f}",
+            f"lease {lease_s:g} s",
+            f"{statistics.median(claim) / lease_s:.2f}x lease",
+            f"<= {bound:g} s",
+            statistics.median(claim) <= bound,
+            "" if statistics.median(claim) <= bound else slow,
+        ),
+        Row(
+            "kill -> job claimed again (s), max",
+            f"{max(claim):.2f}",
+            f"lease {lease_s:g} s",
+            f"{max(claim) / lease_s:.2f}x lease",
+            f"<= {bound:g} s",
+            max(claim) <= bound,
+            "" if max(claim) <= bound else slow,
+        ),
+        Row(
+            "kill -> first item committed again (s), median / max",
+            f"{statistics.median(commit):.2f} / {max(commit):.2f}",
+            f"lease {lease_s:g} s",
+        ),
+        Row(
+            "items redone per kill (recognised twice + duplicate commits), median / max",
+            f"{statistics.median(redone):g} / {max(redone)}",
+            "-",
+            "-",
+            "<= 1",
+            max(redone) <= 1,
+            "" if max(redone) <= 1 else "results in flight at the kill were never committed",
+        ),
+        Row(
+            "items the killed runner's orphaned worker still recognised (wasted), median / max",
+            f"{statistics.median(r.orphan for r in runs):g} / {max(r.orphan for r in runs)}",
+        ),
+        Row(
+            "jobs finished by the second runner",
+            f"{sum(r.status == 'succeeded' for r in runs)} of {len(runs)}",
+            f"{len(runs)}",
+            "-",
+            "all succeeded",
+            all(r.status == "succeeded" for r in runs),
+        ),
     ]
     kills = ", ".join(str(r.kill_at) for r in runs)
-    return "\n".join([
-        "## Recovery: runner SIGKILLed mid-job, a second runner takes over" + (" (quick)" if quick else ""),
-        "",
-        f"{len(runs)} run(s); each a {items}-item job (an engine sleeping {DELAY_S * 1000:g} ms per item), "
-        f"`runner.py --once --workers 1 --lease-seconds {lease_s:g}` SIGKILLed (the runner process, not its "
-        f"worker) after a random number of committed items ({kills}), a second runner started at once. "
-        "Times are from the job's event log.",
-        "",
-        goal_table(rows),
-    ])
+    return "\n".join(
+        [
+            "## Recovery: runner SIGKILLed mid-job, a second runner takes over" + (" (quick)" if quick else ""),
+            "",
+            f"{len(runs)} run(s); each a {items}-item job (an engine sleeping {DELAY_S * 1000:g} ms per item), "
+            f"`runner.py --once --workers 1 --lease-seconds {lease_s:g}` SIGKILLed (the runner process, not its "
+            f"worker) after a random number of committed items ({kills}), a second runner started at once. "
+            "Times are from the job's event log.",
+            "",
+            goal_table(rows),
+        ]
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

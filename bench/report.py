@@ -178,8 +178,11 @@ def main(argv: list[str] | None = None) -> int:
     summary = [[name, tally(done[name][0]), f"{done[name][1]:.0f}"] for name in order]
     overview = ["", "## Summary", "", table(["part", "goals", "seconds to run"], summary)]
     if args.update and len(done) > len(chosen) and chosen:
-        overview += ["", f"Parts re-run (`--update`): {', '.join(chosen)}, on {machine()}; the others are from the "
-                     "run described above."]
+        overview += [
+            "",
+            f"Parts re-run (`--update`): {', '.join(chosen)}, on {machine()}; the others are from the "
+            "run described above.",
+        ]
     sections = [f"\n{MARK}{name} took={done[name][1]:.0f} -->\n{done[name][0]}" for name in order]
     text = "\n".join(head + overview + sections) + "\n"
     print(text, end="", flush=True)

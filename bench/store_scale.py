@@ -177,11 +177,19 @@ class Ocrjobs:
         t = time.perf_counter()
         housekeep(runner, retention_days=7)
         return {
-            "submit_rate": self.n_submit / sum(self.submits), "n_submit": self.n_submit,
-            "first_rescan": self.first_rescan, "claims": self.claims, "finishes": self.finishes,
-            "commits": self.commits, "floor": self.floor, "replace_floor": self.replace_floor,
-            "list_cold": list_cold, "list_warm": list_warm, "idle": idle,
-            "rescan": pct(rescans, 0.5), "housekeeping": time.perf_counter() - t,
+            "submit_rate": self.n_submit / sum(self.submits),
+            "n_submit": self.n_submit,
+            "first_rescan": self.first_rescan,
+            "claims": self.claims,
+            "finishes": self.finishes,
+            "commits": self.commits,
+            "floor": self.floor,
+            "replace_floor": self.replace_floor,
+            "list_cold": list_cold,
+            "list_warm": list_warm,
+            "idle": idle,
+            "rescan": pct(rescans, 0.5),
+            "housekeeping": time.perf_counter() - t,
         }
 
 
@@ -266,7 +274,9 @@ class Rq:
         from rq.job import Job
 
         return {
-            "submit_rate": self.submit_rate, "dequeue": self.dequeues, "commit": self.commits,
+            "submit_rate": self.submit_rate,
+            "dequeue": self.dequeues,
+            "commit": self.commits,
             "list": timed(lambda: Job.fetch_many(self.ids, connection=self.conn), 5),
             "idle": timed(lambda: Queue.dequeue_any([self.empty], None, connection=self.conn), 200),
         }
@@ -324,18 +334,35 @@ def rows(o: dict[str, Any], rq: dict[str, dict[str, Any]], n: int, why: str) -> 
 
     out = []
     text, theirs = ref("submit_rate", rate=True)
-    out.append(Row(f"submit rate ({o['n_submit']} submits, fsync'd)", f"{o['submit_rate']:.0f}/s", text,
-                   ratio(o["submit_rate"], theirs)))
+    out.append(
+        Row(
+            f"submit rate ({o['n_submit']} submits, fsync'd)",
+            f"{o['submit_rate']:.0f}/s",
+            text,
+            ratio(o["submit_rate"], theirs),
+        )
+    )
     claim_p50 = pct(o["claims"], 0.5)
     text, theirs = ref("dequeue", 0.5)
     goal = theirs or RQ_DURABLE_DEQUEUE_P50_S
     replace = pct(o["replace_floor"], 0.5)
     note = ""
     if claim_p50 > goal:
-        note = (f"a claim rewrites state.json atomically (temp file + rename, no fsync): that alone took "
-                f"{_ms(replace)} p50 on this disk in the same chunks")
-    out.append(Row(f"claim p50, {n} queued", _ms(claim_p50), text, ratio(claim_p50, theirs),
-                   f"<= RQ durable dequeue p50 ({_ms(goal)})", claim_p50 <= goal, note))
+        note = (
+            f"a claim rewrites state.json atomically (temp file + rename, no fsync): that alone took "
+            f"{_ms(replace)} p50 on this disk in the same chunks"
+        )
+    out.append(
+        Row(
+            f"claim p50, {n} queued",
+            _ms(claim_p50),
+            text,
+            ratio(claim_p50, theirs),
+            f"<= RQ durable dequeue p50 ({_ms(goal)})",
+            claim_p50 <= goal,
+            note,
+        )
+    )
     out.append(Row("disk floor: one small file written + renamed over another, no fsync, p50", _ms(replace)))
     text, theirs = ref("dequeue", 0.99)
     out.append(Row("claim p99", _ms(pct(o["claims"], 0.99)), text, ratio(pct(o["claims"], 0.99), theirs)))
@@ -345,22 +372,51 @@ def rows(o: dict[str, Any], rq: dict[str, dict[str, Any]], n: int, why: str) -> 
     note = ""
     if commit_p50 > COMMIT_GOAL_S and floor > COMMIT_GOAL_S / 2:
         note = f"one fdatasync'd append alone took {_ms(floor)} on this disk in this run"
-    out.append(Row("per-item durable commit p50", _ms(commit_p50), text, ratio(commit_p50, theirs),
-                   "<= 1 ms", commit_p50 <= COMMIT_GOAL_S, note))
+    out.append(
+        Row(
+            "per-item durable commit p50",
+            _ms(commit_p50),
+            text,
+            ratio(commit_p50, theirs),
+            "<= 1 ms",
+            commit_p50 <= COMMIT_GOAL_S,
+            note,
+        )
+    )
     out.append(Row("disk floor: one 300-byte O_APPEND + fdatasync p50 (same chunks)", _ms(floor)))
     text, theirs = ref("commit", 0.99)
-    out.append(Row("per-item commit p99 (a progress write every 0.5 s)", _ms(pct(o["commits"], 0.99)), text,
-                   ratio(pct(o["commits"], 0.99), theirs)))
+    out.append(
+        Row(
+            "per-item commit p99 (a progress write every 0.5 s)",
+            _ms(pct(o["commits"], 0.99)),
+            text,
+            ratio(pct(o["commits"], 0.99), theirs),
+        )
+    )
     out.append(Row("finish a job (durable final state) p50", _ms(pct(o["finishes"], 0.5))))
     warm = pct(o["list_warm"], 0.5)
     text, theirs = ref("list", 0.5)
-    out.append(Row(f"list {n + 1} job summaries, warm p50", _ms(warm), f"{text}, Job.fetch_many" if theirs else text,
-                   ratio(warm, theirs), "<= 50 ms", warm <= LIST_GOAL_S))
+    out.append(
+        Row(
+            f"list {n + 1} job summaries, warm p50",
+            _ms(warm),
+            f"{text}, Job.fetch_many" if theirs else text,
+            ratio(warm, theirs),
+            "<= 50 ms",
+            warm <= LIST_GOAL_S,
+        )
+    )
     out.append(Row(f"list {n + 1} job summaries, cold (new store, OS cache warm)", _ms(o["list_cold"])))
     idle = pct(o["idle"], 0.5)
     text, theirs = ref("idle", 0.5)
-    out.append(Row("one poll of an idle runner (requests + claim) p50", _ms(idle), f"{text}, empty dequeue"
-                   if theirs else text, ratio(idle, theirs)))
+    out.append(
+        Row(
+            "one poll of an idle runner (requests + claim) p50",
+            _ms(idle),
+            f"{text}, empty dequeue" if theirs else text,
+            ratio(idle, theirs),
+        )
+    )
     out.append(Row("runner start: first rescan of every job", _ms(o["first_rescan"])))
     out.append(Row("periodic rescan (every 30 s) p50", _ms(o["rescan"])))
     out.append(Row("housekeeping pass (every 60 s)", _ms(o["housekeeping"])))

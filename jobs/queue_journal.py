@@ -65,8 +65,9 @@ def append(root: Path, job_id: str, status: str, priority: int | None = None, cr
             pass
 
 
-def append_quietly(root: Path, job_id: str, status: str, priority: int | None = None,
-                   created_at: float | None = None) -> None:
+def append_quietly(
+    root: Path, job_id: str, status: str, priority: int | None = None, created_at: float | None = None
+) -> None:
     """:func:`append` for callers whose real write already happened: a failure is only logged."""
     try:
         append(root, job_id, status, priority, created_at)

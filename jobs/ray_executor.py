@@ -228,7 +228,10 @@ class RayWorkerHandle:
                 log.warning(
                     "worker %d: Ray has not (re)started actor %s for %.0f s; the cluster may lack a free %s "
                     "(see `ray status`); its tasks go to the other actors meanwhile",
-                    self.slot, self.actor_id[:12], WAIT_WARN_S, "GPU" if self.spec.device == "cuda" else "CPU",
+                    self.slot,
+                    self.actor_id[:12],
+                    WAIT_WARN_S,
+                    "GPU" if self.spec.device == "cuda" else "CPU",
                 )
         self._check_runs()
         return out
@@ -251,4 +254,3 @@ class RayWorkerHandle:
         self.death = f"Ray actor {self.actor_id[:12]} on node {node}: {type(e).__name__}"
         log.warning("worker %d: %s: %s", self.slot, self.death, str(e).strip()[:300])
         self._poll, self._runs = None, {}
-

@@ -215,8 +215,7 @@ class Store:
         cache = self._cache
         self._pending = {i for i in names if i not in cache and JOB_ID.fullmatch(i)}
         self._names = names - self._pending
-        self._order = sorted((i for i in self._names if i in cache), key=lambda i: cache[i][1].created_at,
-                             reverse=True)
+        self._order = sorted((i for i in self._names if i in cache), key=lambda i: cache[i][1].created_at, reverse=True)
 
     def manifest(self, job_id: str) -> list[dict[str, Any]]:
         path = self.job_dir(job_id) / "manifest.json"

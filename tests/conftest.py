@@ -31,7 +31,10 @@ def cli(state: Path, *args: str, check: bool = True, timeout: float = 120) -> su
     """Run ``python -m jobs --state STATE ARGS`` from the repo root, as a user would."""
     proc = subprocess.run(
         [PY, "-m", "jobs", "--state", str(state), *args],
-        cwd=REPO, capture_output=True, text=True, timeout=timeout,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     if check and proc.returncode != 0:
         raise AssertionError(f"cli {args} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
@@ -72,7 +75,10 @@ class Runners:
         log = open(self.log_dir / f"runner-{len(self.procs)}.log", "wb")  # noqa: SIM115 - closed with the process
         proc = subprocess.Popen(
             [PY, "runner.py", "--state", str(state), *args],
-            cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
             start_new_session=True,
         )
         proc.log_path = log.name  # type: ignore[attr-defined]
@@ -106,7 +112,6 @@ def runners(tmp_path: Path) -> Iterator[Runners]:
     r = Runners(tmp_path)
     yield r
     r.cleanup()
-
 
 
 def job(state: Path, job_id: str) -> dict[str, Any]:

@@ -21,8 +21,9 @@ def images(tmp_path: Path) -> list[Path]:
 
 
 def _run_once(state: Path) -> None:
-    subprocess.run([PY, "runner.py", "--state", str(state), "--once"], cwd=REPO, check=True, capture_output=True,
-                   timeout=120)
+    subprocess.run(
+        [PY, "runner.py", "--state", str(state), "--once"], cwd=REPO, check=True, capture_output=True, timeout=120
+    )
 
 
 def test_submit_json_prints_the_id(state: Path, images: list[Path]) -> None:
@@ -36,7 +37,11 @@ def test_show_json_reports_status_and_progress(state: Path, images: list[Path]) 
     before = cli_json(state, "show", job_id)
     assert before["status"] == "queued"
     assert {k: before["progress"][k] for k in ("total", "done", "failed", "timed_out")} == {
-        "total": 3, "done": 0, "failed": 0, "timed_out": 0}
+        "total": 3,
+        "done": 0,
+        "failed": 0,
+        "timed_out": 0,
+    }
     _run_once(state)
     after = cli_json(state, "show", job_id)
     assert after["status"] == "succeeded"
@@ -51,14 +56,18 @@ def test_exports_in_every_format(state: Path, images: list[Path], tmp_path: Path
     cli(state, "export", job_id, "--format", "json", "-o", str(tmp_path / "r.json"))
     rows = json.loads((tmp_path / "r.json").read_text())
     assert [(r["index"], r["source"], r["status"], r["text"]) for r in rows] == [
-        (0, "img0.png", "done", "40x30"), (1, "broken.png", "failed", "")]
+        (0, "img0.png", "done", "40x30"),
+        (1, "broken.png", "failed", ""),
+    ]
     assert {"index", "source", "page", "status", "text", "confidence", "error"} <= set(rows[0])
     assert rows[1]["error"] and rows[1]["error_kind"] == "input"
 
     cli(state, "export", job_id, "--format", "csv", "-o", str(tmp_path / "r.csv"))
     table = list(csv.DictReader(io.StringIO((tmp_path / "r.csv").read_text(encoding="utf-8-sig"))))
     assert [(r["source"], r["status"], r["text"]) for r in table] == [
-        ("img0.png", "done", "40x30"), ("broken.png", "failed", "")]
+        ("img0.png", "done", "40x30"),
+        ("broken.png", "failed", ""),
+    ]
 
     cli(state, "export", job_id, "--format", "txt", "-o", str(tmp_path / "r.txt"))
     txt = (tmp_path / "r.txt").read_text()
@@ -108,6 +117,7 @@ def test_bad_submit_options_are_one_line_errors(state: Path, images: list[Path],
 
 
 def test_runner_rejects_bad_arguments_clearly(state: Path) -> None:
-    proc = subprocess.run([PY, "runner.py", "--state", str(state), "--workers", "0"], cwd=REPO,
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [PY, "runner.py", "--state", str(state), "--workers", "0"], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 2 and "--workers must be at least 1" in proc.stderr

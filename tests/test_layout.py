@@ -24,8 +24,16 @@ def _imports(path: Path) -> set[str]:
 
 
 def test_top_level_layout() -> None:
-    for name in ("dashboard.py", "runner.py", "requirements.txt", "Makefile", "README.md", ".ci/run",
-                 "pyproject.toml", "docs/architecture.md"):
+    for name in (
+        "dashboard.py",
+        "runner.py",
+        "requirements.txt",
+        "Makefile",
+        "README.md",
+        ".ci/run",
+        "pyproject.toml",
+        "docs/architecture.md",
+    ):
         assert (REPO / name).is_file(), name
     for name in ("pages", "jobs", "tests", "state"):
         assert (REPO / name).is_dir(), name

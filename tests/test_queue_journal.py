@@ -155,8 +155,9 @@ def _claim_until_stopped(state: str, runner_id: str, stop: str, out: str) -> Non
 def test_two_runner_processes_claim_each_journaled_job_exactly_once(state: Path, png: Path, tmp_path: Path) -> None:
     ctx = mp.get_context("spawn")
     stop, outs = tmp_path / "stop", [tmp_path / f"claimed-{n}.json" for n in range(2)]
-    procs = [ctx.Process(target=_claim_until_stopped, args=(str(state), f"r{n}", str(stop), str(outs[n])))
-             for n in range(2)]
+    procs = [
+        ctx.Process(target=_claim_until_stopped, args=(str(state), f"r{n}", str(stop), str(outs[n]))) for n in range(2)
+    ]
     for p in procs:
         p.start()
     time.sleep(1.0)  # both are polling an empty queue

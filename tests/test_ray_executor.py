@@ -78,8 +78,14 @@ def test_a_60_item_job_runs_on_actors_on_both_nodes_each_item_committed_once(
 ) -> None:
     calls = tmp_path / "calls.log"
     job_id = submit(
-        state, pngs(tmp_path / "in", 60), "--engine", SIZE, "--engine-option", "delay=0.05",
-        "--engine-option", f"log={calls}",
+        state,
+        pngs(tmp_path / "in", 60),
+        "--engine",
+        SIZE,
+        "--engine-option",
+        "delay=0.05",
+        "--engine-option",
+        f"log={calls}",
     )
     log = finish(runners, ray_runner(runners, state, cluster, "--once", "--ray-actors", "2"), 120)
 
@@ -194,7 +200,11 @@ def test_runner_without_ray_says_how_to_install_it(state: Path, tmp_path: Path) 
     (fake / "__init__.py").write_text("raise ModuleNotFoundError('No module named ray', name='ray')\n")
     proc = subprocess.run(
         [PY, "runner.py", "--state", str(state), "--once", "--executor", "ray"],
-        cwd=REPO, capture_output=True, text=True, timeout=60, env={**_env(), "PYTHONPATH": str(fake.parent)},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**_env(), "PYTHONPATH": str(fake.parent)},
     )
     assert proc.returncode == 2, proc.stdout + proc.stderr
     lines = proc.stderr.strip().splitlines()
@@ -220,7 +230,10 @@ def test_runner_fails_fast_when_no_ray_cluster_answers_at_the_address(state: Pat
     t0 = time.monotonic()
     proc = subprocess.run(
         [PY, "runner.py", "--state", str(state), "--once", "--executor", "ray", "--ray-address", "127.0.0.1:1"],
-        cwd=REPO, capture_output=True, text=True, timeout=60,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 1 and time.monotonic() - t0 < 20, proc.stderr  # ray.init alone retries for minutes
     assert "error: no Ray cluster answers at 127.0.0.1:1" in proc.stderr and "ray start --head" in proc.stderr
@@ -234,8 +247,11 @@ def test_ray_bench_quick_compares_ray_with_the_local_executor() -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = proc.stdout
     assert "## Ray executor (quick)" in out and "| measure | ocrjobs | reference | ratio | goal | met? |" in out, out
-    for row in ("| 1 actor vs 1 local worker: items/s |", "| 2 actors vs 2 local workers: items/s |",
-                "| Ray, 2 actors vs 1: items/s |"):
+    for row in (
+        "| 1 actor vs 1 local worker: items/s |",
+        "| 2 actors vs 2 local workers: items/s |",
+        "| Ray, 2 actors vs 1: items/s |",
+    ):
         line = next(x for x in out.splitlines() if x.startswith(row))
         rate, ref = (float(c) for c in line.split(" | ")[1:3])
         assert rate > 0 and ref > 0, line  # both sides ran the job to the end

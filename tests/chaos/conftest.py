@@ -28,8 +28,11 @@ def scale(short: T, long: T) -> T:
 
 def record(campaign: str, **figures: Any) -> None:
     """Print a campaign's figures and merge them into ``$OCRJOBS_CHAOS_REPORT`` if set."""
-    figures = {"form": "long" if LONG else "short", "at": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
-               **figures}
+    figures = {
+        "form": "long" if LONG else "short",
+        "at": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+        **figures,
+    }
     print(f"\n[chaos] {campaign}: {json.dumps(figures, sort_keys=True)}")
     out = os.environ.get("OCRJOBS_CHAOS_REPORT")
     if out:

@@ -53,8 +53,11 @@ def test_wrong_or_jumping_wall_clocks_neither_steal_nor_lose_a_lease(
     stolen_after_jump_back = len(claims()) - 1
     assert store.read_state(job_id)["status"] == "running", "the job finished too soon; make it longer"
     offset_a.write_text("7200")  # ... and forward two hours: its lease now looks valid for two hours
-    wait_for(lambda: store.read_state(job_id)["lease"]["expires_at"] > time.time() + 3600, 10,
-             what="A to renew with its jumped clock")
+    wait_for(
+        lambda: store.read_state(job_id)["lease"]["expires_at"] > time.time() + 3600,
+        10,
+        what="A to renew with its jumped clock",
+    )
     os.kill(a.pid, signal.SIGKILL)
     killed = time.monotonic()
     wait_for(lambda: len(claims()) == 2, LEASE_S + 15, interval=0.05, what="B to take over A's job")

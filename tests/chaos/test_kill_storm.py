@@ -100,8 +100,12 @@ def test_kill_storm_loses_and_duplicates_nothing(state: Path, tmp_path: Path, ru
         slots[slot] = runners.start(state, *args)
     storm_s = time.monotonic() - started
 
-    wait_for(lambda: store.read_state(job_id).get("status") not in (None, "queued", "running"),
-             scale(120, 600), interval=0.5, what="the job to finish after the storm")
+    wait_for(
+        lambda: store.read_state(job_id).get("status") not in (None, "queued", "running"),
+        scale(120, 600),
+        interval=0.5,
+        what="the job to finish after the storm",
+    )
     for p in slots:
         p.send_signal(signal.SIGTERM)
     for p in slots:

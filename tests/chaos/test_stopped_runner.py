@@ -46,8 +46,11 @@ def test_a_stopped_runner_is_fenced_off_when_it_wakes_up(state: Path, tmp_path: 
     frozen: list[dict[str, object]] = []
     inside_lock = 0
     for n in range(rounds):
-        wait_for(lambda n=n: (s := store.read_state(job_id)).get("lease") and s["progress"].get("done", 0) >= 3 * n + 2,
-                 30, what="a runner holding the job with items committed")
+        wait_for(
+            lambda n=n: (s := store.read_state(job_id)).get("lease") and s["progress"].get("done", 0) >= 3 * n + 2,
+            30,
+            what="a runner holding the job with items committed",
+        )
         lease = store.read_state(job_id)["lease"]
         holder = next(p for p in procs if f"-{p.pid}-" in lease["runner"])
         while True:
@@ -64,23 +67,39 @@ def test_a_stopped_runner_is_fenced_off_when_it_wakes_up(state: Path, tmp_path: 
             procs.append(runners.start(state, *args))
         epoch = lease["epoch"]
         taken = wait_for(
-            lambda e0=epoch: next((e for e in store.events(job_id) if e["event"] == "claimed" and e["epoch"] > e0),
-                                  None),
-            LEASE_S + 10, what="another runner to take the job over",
+            lambda e0=epoch: next(
+                (e for e in store.events(job_id) if e["event"] == "claimed" and e["epoch"] > e0), None
+            ),
+            LEASE_S + 10,
+            what="another runner to take the job over",
         )
         fenced_before = runners.log(holder).count("no longer current")
         holder.send_signal(signal.SIGCONT)
         woke_at = time.time()
-        wait_for(lambda h=holder, n=fenced_before: runners.log(h).count("no longer current") > n,
-                 15, what="the woken runner to notice its stale epoch")
-        frozen.append({"runner": lease["runner"], "epoch": lease["epoch"], "stopped_at": stopped_at,
-                       "takeover_s": taken["at"] - stopped_at, "woke_at": woke_at,
-                       "after_expiry_s": taken["at"] - taken["reclaimed_from"]["expires_at"]})
+        wait_for(
+            lambda h=holder, n=fenced_before: runners.log(h).count("no longer current") > n,
+            15,
+            what="the woken runner to notice its stale epoch",
+        )
+        frozen.append(
+            {
+                "runner": lease["runner"],
+                "epoch": lease["epoch"],
+                "stopped_at": stopped_at,
+                "takeover_s": taken["at"] - stopped_at,
+                "woke_at": woke_at,
+                "after_expiry_s": taken["at"] - taken["reclaimed_from"]["expires_at"],
+            }
+        )
     wait_for(lambda: store.read_state(job_id)["status"] == "succeeded", 60, what="the job to succeed")
 
     proof = exactly_once(state, job_id, n_items)
-    late = [r for r in proof["results"].values() for f in frozen
-            if r["runner"] == f["runner"] and r["epoch"] == f["epoch"] and r["committed_at"] > f["woke_at"]]
+    late = [
+        r
+        for r in proof["results"].values()
+        for f in frozen
+        if r["runner"] == f["runner"] and r["epoch"] == f["epoch"] and r["committed_at"] > f["woke_at"]
+    ]
     fenced = sum(runners.log(p).count("no longer current") for p in procs)
     record(
         "stopped_runner",
