@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+import json
+import os
+import re
+import secrets
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from jobs.atomic import Corrupt
 from jobs.status import JobStatus
+
+#: What :func:`new_job_id` makes. Anything else is refused before it touches a path.
+JOB_ID = re.compile(r"^[0-9]{8}-[0-9]{6}-[0-9a-f]{6}$")
+
+
+def new_job_id() -> str:
+    """Sortable by creation time, unique without coordination."""
+    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
 
 
 @dataclass
@@ -71,3 +84,31 @@ class Job:
             "started_at": self.state.get("started_at"),
             "finished_at": self.state.get("finished_at"),
         }
+
+
+def read_json_at(path: str) -> dict[str, Any] | None:
+    """:func:`jobs.atomic.read_json` for a dict, on a str path: 10,000 of these on a cold listing."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return None
+    try:
+        obj = json.loads(data)
+    except ValueError as e:  # JSONDecodeError and UnicodeDecodeError both
+        raise Corrupt(f"{os.path.basename(path)}: not valid JSON ({e})") from None
+    if not isinstance(obj, dict):
+        raise Corrupt(f"{os.path.basename(path)}: expected a JSON dict, found {type(obj).__name__}")
+    return obj
+
+
+def item_shape_ok(item: Any, n: int) -> bool:
+    """A manifest entry as submit writes it: the keys every reader indexes, with their types.
+    A hand-edited manifest fails here as Corrupt rather than as a KeyError deep in a reader."""
+    return (
+        isinstance(item, dict)
+        and item.get("index") == n
+        and isinstance(item.get("source"), str)
+        and isinstance(item.get("path", ""), str)
+        and isinstance(item.get("page"), int | None)
+    )

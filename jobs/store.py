@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import secrets
 import threading
 import time
@@ -24,7 +23,7 @@ from jobs import config, queue_journal
 from jobs.atomic import TMP_PREFIX, Corrupt, atomic_write_json, quarantine, read_json
 from jobs.errors import JobNotFound, SubmitError
 from jobs.flock import Locked
-from jobs.job import Job
+from jobs.job import JOB_ID, Job, item_shape_ok, read_json_at
 from jobs.status import ItemStatus, JobStatus
 
 log = logging.getLogger(__name__)
@@ -34,13 +33,6 @@ CHECK_ROUNDS = 20
 CHECK_MIN = 256
 _Locked = Locked  # its old name here: tests/chaos/test_claimers.py times the store lock through it
 REQUEST_KINDS = ("cancel", "pause", "resume", "retry", "delete")
-#: What :func:`new_job_id` makes. Anything else is refused before it touches a path.
-JOB_ID = re.compile(r"^[0-9]{8}-[0-9]{6}-[0-9a-f]{6}$")
-
-
-def new_job_id() -> str:
-    """Sortable by creation time, unique without coordination."""
-    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
 
 
 class Store:
@@ -102,7 +94,7 @@ class Store:
         sub = self._submissions.get(job_id)
         if sub is None:
             try:
-                raw = _read_json_at(base + "job.json")
+                raw = read_json_at(base + "job.json")
                 if raw is None:
                     return None
                 if raw["id"] != job_id or not isinstance(raw["spec"], dict):
@@ -223,7 +215,7 @@ class Store:
         if items is None:
             raise JobNotFound(job_id)
         for n, item in enumerate(items):
-            if not _item_shape_ok(item, n):
+            if not item_shape_ok(item, n):
                 raise Corrupt(f"{path.name}: item {n} is not an item ({str(item)[:80]})")
         return items
 
@@ -328,31 +320,3 @@ class Store:
             if req and (job_id is None or req.get("job_id") == job_id):
                 out.append((path, req))
         return out
-
-
-def _read_json_at(path: str) -> dict[str, Any] | None:
-    """:func:`jobs.atomic.read_json` for a dict, on a str path: 10,000 of these on a cold listing."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except FileNotFoundError:
-        return None
-    try:
-        obj = json.loads(data)
-    except ValueError as e:  # JSONDecodeError and UnicodeDecodeError both
-        raise Corrupt(f"{os.path.basename(path)}: not valid JSON ({e})") from None
-    if not isinstance(obj, dict):
-        raise Corrupt(f"{os.path.basename(path)}: expected a JSON dict, found {type(obj).__name__}")
-    return obj
-
-
-def _item_shape_ok(item: Any, n: int) -> bool:
-    """A manifest entry as submit writes it: the keys every reader indexes, with their types.
-    A hand-edited manifest fails here as Corrupt rather than as a KeyError deep in a reader."""
-    return (
-        isinstance(item, dict)
-        and item.get("index") == n
-        and isinstance(item.get("source"), str)
-        and isinstance(item.get("path", ""), str)
-        and isinstance(item.get("page"), int | None)
-    )

@@ -20,8 +20,9 @@ from jobs.excel import EXCEL_ERRORS, cell_text
 from jobs.folder import natural_key
 from jobs.folder import scan as folder_scan
 from jobs.inputs import Item, copy_input, expand
+from jobs.job import new_job_id
 from jobs.sources import Resolver, copy_or_explain
-from jobs.store import Store, new_job_id
+from jobs.store import Store
 
 _IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
