@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -136,3 +137,17 @@ def goal_table(rows: list[Row]) -> str:
             met += f" ({r.note})"
         out.append([r.measure, r.ocrjobs, r.reference, r.ratio, r.goal, met])
     return table(["measure", "ocrjobs", "reference", "ratio", "goal", "met?"], out)
+
+
+def pct(xs: list[float], q: float) -> float:
+    s = sorted(xs)
+    return s[min(len(s) - 1, int(q * len(s)))] if s else float("nan")
+
+
+def timed(fn: Callable[[], Any], n: int) -> list[float]:
+    out = []
+    for _ in range(n):
+        t = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t)
+    return out

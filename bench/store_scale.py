@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import Row, goal_table
-from bench.rq_reference import Rq, pct, timed
+from bench.common import Row, goal_table, pct, timed
+from bench.rq_reference import Rq
 
 #: The issue's measured figure, the claim goal when RQ cannot run here.
 RQ_DURABLE_DEQUEUE_P50_S = 0.0009

@@ -50,12 +50,15 @@ class Items:
         self.pending: deque[dict[str, Any]] = deque()
         self.solo: set[int] = set()  # suspects: indices to run alone
         self.spec: dict[str, Any] = {}
+        self.engine_key = ""  # the held job's engine and options: a worker's max_batch holds for this key
         self.counters = {"done": 0, "failed": 0, "timed_out": 0}
         self._task_ids = itertools.count(1)
 
     def load(self, job_id: str, spec: dict[str, Any]) -> None:
         """A job was claimed: its items without a result yet are the ones to do."""
         self.spec = spec
+        options = sorted((spec.get("engine_options") or {}).items())
+        self.engine_key = repr((spec.get("engine", config.DEFAULT_ENGINE), options))
         done = {r["index"] for r in self.store.iter_results(job_id)}
         self.pending = deque(i for i in self.store.manifest(job_id) if i["index"] not in done)
         self.solo = set()
@@ -71,22 +74,16 @@ class Items:
     # -- out -----------------------------------------------------------------------------
     def dispatch(self, claim: Claim) -> None:
         """Fill each worker up to its depth: idle workers first, then a second task to decode ahead."""
-        key = self._engine_key()
         for depth in range(DEPTH):
             for w in self.workers:
                 if len(w.tasks) != depth or not w.can_take() or (w.tasks and self._is_solo(w.tasks[0])):
                     continue
-                known = w.loaded_key == key and not w.loading_since
+                known = w.loaded_key == self.engine_key and not w.loading_since
                 if depth and not known:
                     continue  # wait for the engine: its batch size decides how many items go next
                 batch = self._next_batch(claim, w.max_batch if known else 1, alone=not w.tasks)
                 if batch:
                     self._send(claim, w, batch)
-
-    def _engine_key(self) -> str:
-        return repr(
-            (self.spec.get("engine", config.DEFAULT_ENGINE), sorted((self.spec.get("engine_options") or {}).items()))
-        )
 
     def _is_solo(self, task: InFlight) -> bool:
         return len(task.items) == 1 and task.items[0]["index"] in self.solo
@@ -140,7 +137,7 @@ class Items:
         elif kind == "loaded":
             w.loading_since, w.engine_device, w.engine_name = None, msg[2], msg[1]
             w.max_batch = max(1, int(msg[4])) if len(msg) > 4 else 1
-            w.loaded_key = self._engine_key()
+            w.loaded_key = self.engine_key
             if w.task:
                 w.task.started = now  # the task's clock starts once the model is in
             log.info("worker %d loaded %s on %s in %.1f s (batch %d)", w.slot, msg[1], msg[2], msg[3], w.max_batch)
