@@ -13,6 +13,7 @@ import logging
 import os
 import secrets
 import shutil
+import stat
 import time
 from pathlib import Path
 from typing import Any
@@ -65,9 +66,13 @@ def append_line(path: Path, obj: Any) -> None:
     is started on a fresh line when the file does not end with one.
     """
     line = (json.dumps(obj, ensure_ascii=False, sort_keys=True) + "\n").encode()
-    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    # never through a symlink, never into a FIFO (a write there blocks once its buffer is full)
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
     try:
-        size = os.fstat(fd).st_size
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(errno.EINVAL, f"{path.name} is not a regular file, not appended to")
+        size = st.st_size
         if size and os.pread(fd, 1, size - 1) != b"\n":
             line = b"\n" + line
         os.write(fd, line)
@@ -79,16 +84,16 @@ class Corrupt(OcrJobsError):
     """A JSON file exists but cannot be parsed into the expected shape."""
 
 
-def read_json(path: Path, *, expect: type = dict) -> Any:
-    """Return the parsed file, None if it does not exist; raise :class:`Corrupt` if unreadable."""
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
+def read_json(path: Path, *, expect: type = dict, kind: str = "any") -> Any:
+    """Return the parsed file, None if it does not exist; raise :class:`Corrupt` if unreadable.
+
+    Read through :func:`jobs.safejson.read_json`: regular files only, size-capped, depth-checked,
+    finite numbers, and the schema of ``kind`` (see jobs/schemas.py)."""
+    from jobs import safejson  # it imports Corrupt from here
+
+    obj = safejson.read_json(path, kind)
+    if obj is None:
         return None
-    try:
-        obj = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise Corrupt(f"{path.name}: not valid JSON ({e})") from None
     if not isinstance(obj, expect):
         raise Corrupt(f"{path.name}: expected a JSON {expect.__name__}, found {type(obj).__name__}")
     return obj

@@ -14,13 +14,11 @@ have acted; with no per-item time yet, ``item timeout + grace``.
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from jobs import config
+from jobs import config, safejson
 from jobs.liveness import runner_states
 from jobs.status import JobStatus
 from jobs.store import Job, Store
@@ -50,20 +48,10 @@ class Diagnosis:
 
 def last_commit(store: Store, job_id: str) -> dict[str, Any] | None:
     """The job's last ``item_committed`` event, from the tail of events.jsonl (not the whole log)."""
-    path = store.job_dir(job_id) / "events.jsonl"
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - EVENTS_TAIL_BYTES))
-            lines = f.read().splitlines()
-    except FileNotFoundError:
-        return None
-    for line in reversed(lines):
-        try:
-            ev = json.loads(line)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            continue  # a torn last line, or the partial first line of the tail
-        if isinstance(ev, dict) and ev.get("event") == "item_committed":
+    data, _whole = safejson.read_tail(store.job_dir(job_id) / "events.jsonl", EVENTS_TAIL_BYTES)
+    for line in reversed(data.split(b"\n")):
+        ev = safejson.parse_line(line, "event")  # None for a torn last line, or the tail's cut first one
+        if ev is not None and ev.get("event") == "item_committed":
             return {"index": ev.get("index"), "status": ev.get("status"), "at": ev.get("at")}
     return None
 

@@ -13,6 +13,20 @@ class JobNotFound(OcrJobsError):
         self.job_id = job_id
 
 
+class JobDamaged(JobNotFound):
+    """A job folder whose files cannot be trusted (a damaged job.json, a job.lock that is a symlink or
+    a FIFO). A kind of JobNotFound, so every caller that skips a vanished job skips this one too."""
+
+    def __init__(self, job_id: str, reason: str) -> None:
+        OcrJobsError.__init__(
+            self,
+            f"job {job_id} is damaged: {reason}. Its results are kept in jobs/{job_id}/results; "
+            "a runner sets the damaged file aside in state/quarantine/ (see its .reason.txt); "
+            f"`python -m jobs delete {job_id}` removes the job",
+        )
+        self.job_id, self.reason = job_id, reason
+
+
 class InvalidTransition(OcrJobsError):
     pass
 

@@ -13,7 +13,9 @@ import fcntl
 import os
 import time
 
-from jobs.errors import JobNotFound, StoreBusy
+from jobs.atomic import Corrupt
+from jobs.errors import JobDamaged, JobNotFound, StoreBusy
+from jobs.safejson import open_regular
 
 
 class Locked:
@@ -25,10 +27,14 @@ class Locked:
         self._fd = -1
 
     def __enter__(self) -> None:
-        try:
-            fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        try:  # a symlink or a FIFO put in its place is refused: never ELOOP, never a block
+            fd = open_regular(self._path, os.O_RDWR | os.O_CREAT)
         except FileNotFoundError:
             raise JobNotFound(str(self._job_id)) from None  # its folder was deleted
+        except Corrupt as e:
+            if self._job_id is None:
+                raise StoreBusy(f"{self._path} is damaged ({e}): replace it with an empty regular file") from None
+            raise JobDamaged(self._job_id, str(e)) from None
         delay, deadline = 0.001, 0.0
         while True:
             try:

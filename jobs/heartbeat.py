@@ -48,7 +48,7 @@ def history_path(store: Store, runner_id: str) -> Path:
 def read_history(store: Store, runner_id: str) -> list[dict[str, Any]]:
     """A runner's samples of the last hour, oldest first ([] if none)."""
     try:
-        data = read_json(history_path(store, runner_id))
+        data = read_json(history_path(store, runner_id), kind="history")
     except (Corrupt, OSError):  # a corrupt history only costs a chart
         return []
     return list((data or {}).get("samples", []))

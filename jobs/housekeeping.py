@@ -9,6 +9,7 @@ from pathlib import Path
 
 from jobs import queue_journal
 from jobs.atomic import TMP_PREFIX, Corrupt, read_json, remove_tree
+from jobs.errors import JobNotFound
 from jobs.status import JobStatus
 from jobs.store import Store
 
@@ -32,8 +33,11 @@ def housekeep(store: Store, retention_days: float, now: float | None = None) -> 
     cutoff = now - retention_days * 86400
     for job in store.list_jobs():
         finished = job.state.get("finished_at") or job.state.get("updated_at") or job.created_at
-        if job.status.is_terminal and finished < cutoff and delete_job(store, job.id, terminal_only=True):
-            removed["jobs"] += 1
+        try:
+            if job.status.is_terminal and finished < cutoff and delete_job(store, job.id, terminal_only=True):
+                removed["jobs"] += 1
+        except JobNotFound as e:  # gone meanwhile, or damaged (a job.lock that is a symlink): left alone
+            log.warning("housekeeping skipped job %s: %s", job.id, e)
     removed["temp"] += _sweep_jobs(store, now)
     removed["temp"] += _sweep_tmp(store.requests_dir, now, depth=1)
     removed["temp"] += _sweep_tmp(store.runners_dir, now, depth=2)  # and runners/history/
@@ -70,9 +74,12 @@ def _prune_runners(store: Store, now: float) -> int:
     n = 0
     for path in store.runners_dir.glob("*.json"):
         try:
-            beat = float((read_json(path) or {}).get("heartbeat_at", 0))
-        except (Corrupt, TypeError, ValueError):
-            beat = path.stat().st_mtime
+            beat = float((read_json(path, kind="heartbeat") or {}).get("heartbeat_at", 0))
+        except (Corrupt, OSError):  # a bad record: its age is its file's
+            try:
+                beat = path.lstat().st_mtime
+            except FileNotFoundError:
+                continue
         if now - beat > RUNNER_KEEP_S:
             path.unlink(missing_ok=True)
             (store.runners_dir / "history" / path.name).unlink(missing_ok=True)
@@ -111,7 +118,7 @@ def _sweep_entry(entry: os.DirEntry[str], now: float) -> int:
             remove_tree(Path(entry.path))
         else:
             os.unlink(entry.path)
-    except FileNotFoundError:
+    except (FileNotFoundError, PermissionError):  # another user's, in a shared folder (jobs/perms.py)
         return 0
     return 1
 
@@ -121,7 +128,7 @@ def _sweep_tmp(root: str | Path, now: float, depth: int) -> int:
     n = 0
     try:
         it = os.scandir(root)
-    except (FileNotFoundError, NotADirectoryError):
+    except (FileNotFoundError, NotADirectoryError, PermissionError):
         return 0
     with it:
         for entry in it:

@@ -9,6 +9,7 @@ the runner that took the job over.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets
 import time
@@ -17,14 +18,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jobs import queue_journal
+from jobs import perms, queue_journal
 from jobs.atomic import TMP_PREFIX, append_line, atomic_write_json
 from jobs.clock import wall
-from jobs.errors import JobNotFound, LeaseLost, StoreBusy
+from jobs.errors import JobDamaged, JobNotFound, LeaseLost, StoreBusy
 from jobs.lease_watch import LeaseWatch, watch_of
 from jobs.queue_journal import QueueIndex
 from jobs.status import ItemStatus, JobStatus, transition
 from jobs.store import Job, Store
+
+log = logging.getLogger("ocrjobs.runner")
 
 #: How often a commit rewrites state.json's progress, at most (seconds, monotonic).
 PROGRESS_EVERY_S = 0.5
@@ -88,10 +91,11 @@ _INDEXES: weakref.WeakKeyDictionary[Store, QueueIndex] = weakref.WeakKeyDictiona
 
 
 def index_of(store: Store) -> QueueIndex:
-    """This process's queue heap for one store (see jobs/queue_journal.py)."""
+    """This process's queue heap for one store (see jobs/queue_journal.py). Whoever claims is a
+    runner: its store sets damaged files aside from now on (see :meth:`Store.as_runner`)."""
     index = _INDEXES.get(store)
     if index is None:
-        index = _INDEXES[store] = QueueIndex(store)
+        index = _INDEXES[store] = QueueIndex(store.as_runner())
     return index
 
 
@@ -117,7 +121,15 @@ def claim_next(store: Store, runner_id: str, lease_s: float, max_attempts: int) 
                         if not is_claimable(job, watch, lease_s):
                             continue
                         claim = _take(store, job, runner_id, lease_s, max_attempts, wall())
+                except JobDamaged as e:  # a job.lock that is a symlink or a FIFO, a damaged job.json
+                    if job_id not in index.damaged:
+                        index.damaged.add(job_id)
+                        log.warning("skipping job %s: %s", job_id, e, extra={"event": "job_skipped", "job_id": job_id})
+                    continue
                 except JobNotFound:
+                    continue
+                except PermissionError as e:  # another user's job this runner cannot open (jobs/perms.py)
+                    perms.warn_once("claim", job_id, "cannot claim job %s, skipped: %s", job_id, e)
                     continue
                 except StoreBusy:
                     index.push(job_id, -top[0], top[1])  # still a candidate for the next poll
@@ -284,6 +296,19 @@ def finish(store: Store, claim: Claim, status: JobStatus, error: str | None = No
         _check_fence(store, claim)
         write_state(store, claim.job_id, claim.state)
     log_event(store, claim.job_id, status.value, epoch=claim.epoch, error=error)
+
+
+def settle(store: Store, claim: Claim) -> JobStatus | None:
+    """The held job's final status, from its valid result files: never from the counts kept while it
+    ran, nor from the names in results/ (a file may have been truncated or forged since). None while
+    an item has no valid result: the runner's store has set the bad file aside, so reloading the
+    pending items (jobs/items.py) redoes it. The recount becomes the job's progress."""
+    counts = store.count_results(claim.job_id)
+    claim.state["progress"] = {**counts, "current": None}
+    if sum(counts.values()) < store.get(claim.job_id).total:
+        log_event(store, claim.job_id, "results_missing", valid=sum(counts.values()), epoch=claim.epoch)
+        return None
+    return final_status(counts)
 
 
 def final_status(progress: dict[str, Any]) -> JobStatus:

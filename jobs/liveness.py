@@ -32,7 +32,7 @@ def _process_gone(hb: dict[str, Any]) -> bool:
     if hb.get("host") != _HOST:
         return False
     try:
-        proc = psutil.Process(int(hb.get("pid", -1)))
+        proc = psutil.Process(int(hb.get("pid") or -1))
         return proc.create_time() > float(hb.get("started_at") or float("inf")) + 1.0
     except (psutil.NoSuchProcess, ValueError):
         return True

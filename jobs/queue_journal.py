@@ -27,6 +27,9 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from jobs import safejson
+from jobs.atomic import Corrupt
+
 if TYPE_CHECKING:
     from jobs.store import Store
 
@@ -37,6 +40,8 @@ NAME = "queue.jsonl"
 RESCAN_S = 30.0
 #: Compact once the file is this big and at least twice what the queued jobs need.
 COMPACT_MIN_BYTES = 1 << 20
+#: At most this much of the journal is read per look (a flood is taken in over several looks).
+READ_MAX_BYTES = 16 << 20
 
 
 def journal_path(root: Path) -> Path:
@@ -98,30 +103,29 @@ class Tail:
             return [], False
         if st.st_ino == self.ino and st.st_size == self.offset:
             return [], False
-        try:
-            f = open(self.path, "rb")  # noqa: SIM115 - closed below; stat and open may see two files
-        except FileNotFoundError:
+        try:  # a regular file only: a FIFO or a symlink to /dev/zero put here is not followed
+            fd = safejson.open_regular(self.path)
+        except (FileNotFoundError, Corrupt) as e:
+            if isinstance(e, Corrupt):
+                log.warning("%s ignored: %s; runners find jobs by their rescans", NAME, e)
             return [], False
-        with f:
-            ino = os.fstat(f.fileno()).st_ino
+        try:
+            ino = os.fstat(fd).st_ino
             rotated = self.ino is not None and ino != self.ino
             if ino != self.ino:
                 self.ino, self.offset = ino, 0
-            f.seek(self.offset)
-            data = f.read()
+            data = os.pread(fd, READ_MAX_BYTES, self.offset)  # the rest at the next call
+        finally:
+            os.close(fd)
         end = data.rfind(b"\n")
         if end < 0:
+            if len(data) >= READ_MAX_BYTES:
+                self.offset += len(data)  # one giant line: skip it, it is no journal line
             return [], rotated
         self.offset += end + 1
-        out = []
-        for raw in data[: end + 1].split(b"\n"):
-            try:
-                entry = json.loads(raw)
-            except ValueError:
-                continue  # empty, torn or glued: a rescan makes up for it
-            if isinstance(entry, dict) and isinstance(entry.get("id"), str):
-                out.append(entry)
-        return out, rotated
+        # empty, torn, glued or hostile lines are skipped: a rescan makes up for them
+        entries = (safejson.parse_line(raw, "journal") for raw in data[: end + 1].split(b"\n"))
+        return [e for e in entries if e is not None], rotated
 
 
 class QueueIndex:
@@ -135,6 +139,7 @@ class QueueIndex:
         self.heap: list[tuple[int, float, str]] = []
         self.queued: set[str] = set()
         self.running: set[str] = set()
+        self.damaged: set[str] = set()  # jobs skipped as damaged, logged once
         self.next_rescan = 0.0
         self.next_watch = 0.0
         self.mutex = threading.RLock()
@@ -200,8 +205,8 @@ def compact(store: Store) -> bool:
     the rename, and a line written later still is re-appended by its writer (see :func:`append`)."""
     path = journal_path(store.root)
     try:
-        old = open(path, "rb")  # noqa: SIM115 - closed below
-    except FileNotFoundError:
+        old = os.fdopen(safejson.open_regular(path), "rb")
+    except (FileNotFoundError, Corrupt):
         return False
     with old:
         head = old.read()

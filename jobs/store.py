@@ -7,7 +7,6 @@ runners alone, through :mod:`jobs.lease`. See docs/architecture.md for the layou
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import secrets
@@ -19,9 +18,9 @@ from typing import Any
 
 from filelock import FileLock
 
-from jobs import config, queue_journal
-from jobs.atomic import TMP_PREFIX, Corrupt, atomic_write_json, quarantine, read_json
-from jobs.errors import JobNotFound, SubmitError
+from jobs import config, perms, queue_journal, safejson
+from jobs.atomic import TMP_PREFIX, Corrupt, append_line, atomic_write_json, quarantine, read_json
+from jobs.errors import JobDamaged, JobNotFound, SubmitError
 from jobs.flock import Locked
 from jobs.job import JOB_ID, Job, item_shape_ok, read_json_at
 from jobs.status import ItemStatus, JobStatus
@@ -33,13 +32,20 @@ CHECK_ROUNDS = 20
 CHECK_MIN = 256
 _Locked = Locked  # its old name here: tests/chaos/test_claimers.py times the store lock through it
 REQUEST_KINDS = ("cancel", "pause", "resume", "retry", "delete")
+#: How much of a job's events.jsonl a page view or a diagnosis reads, from its end.
+EVENTS_TAIL_BYTES = 1 << 20
 
 
 class Store:
     """Paths and reads of one job folder, plus the client-side writes (new files only)."""
 
-    def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
+    def __init__(self, root: str | os.PathLike[str] | None = None, *, repair: bool = False) -> None:
         self.root = config.state_dir(root)
+        #: A runner's store moves a damaged file (only that file) to quarantine/; a reader's never
+        #: moves anything, it reports (see :attr:`damaged`). See :meth:`as_runner`.
+        self.repair = repair
+        #: job id -> why its folder does not load (a damaged job.json); readers show these
+        self.damaged: dict[str, str] = {}
         self.jobs_dir = self.root / "jobs"
         self.requests_dir = self.root / "requests"
         self.runners_dir = self.root / "runners"
@@ -78,6 +84,31 @@ class Store:
             raise JobNotFound(str(job_id)[:80])
         return Locked(f"{self._jobs_prefix}{job_id}/job.lock", config.LOCK_TIMEOUT_S, job_id)
 
+    def as_runner(self) -> Store:
+        """Mark this store as a runner's: from now on it quarantines the damaged files it meets."""
+        self.repair = True
+        return self
+
+    def _set_aside(self, path: Path | str, reason: str, job_id: str | None = None) -> bool:
+        """A runner moves one damaged file to quarantine/ (with its reason) and says so in the job's
+        event log; a reader leaves it where it is. True if it was moved."""
+        if not self.repair:
+            return False
+        try:
+            moved = quarantine(self.root, Path(path), reason) is not None
+        except OSError as e:
+            log.warning("could not quarantine %s (%s): %s", path, reason, e)
+            return False
+        if moved and job_id is not None:
+            try:
+                append_line(
+                    Path(f"{self._jobs_prefix}{job_id}/events.jsonl"),
+                    {"at": time.time(), "event": "quarantined", "file": Path(path).name, "reason": reason},
+                )
+            except OSError:
+                pass  # the event log is for people
+        return moved
+
     # -- reads -------------------------------------------------------------------------
     def _load(self, job_id: str, force: bool = False) -> Job | None:
         """A job from its two small files. job.json never changes after submit, so it is parsed
@@ -88,6 +119,9 @@ class Store:
             key: tuple[int, int, int] | None = (st.st_mtime_ns, st.st_size, st.st_ino)
         except FileNotFoundError:
             key = None
+        except PermissionError:  # another user's job (jobs/perms.py): skipped, never damaged
+            perms.unreadable(self, job_id)
+            return None
         hit = self._cache.get(job_id)
         if hit is not None and hit[0] == key and not force:
             return hit[1]
@@ -96,9 +130,11 @@ class Store:
             try:
                 raw = read_json_at(base + "job.json")
                 if raw is None:
+                    if os.path.isdir(base):  # a folder without its job.json (set aside by a runner?)
+                        self.damaged[job_id] = "its job.json is missing"
                     return None
-                if raw["id"] != job_id or not isinstance(raw["spec"], dict):
-                    raise ValueError(f"id {raw['id']!r} or spec does not match the folder {job_id}")
+                if raw["id"] != job_id:
+                    raise Corrupt(f"job.json: its id {raw['id'][:40]!r} is not the folder's {job_id}")
                 sub = Job(
                     id=raw["id"],
                     created_at=float(raw["created_at"]),
@@ -107,9 +143,14 @@ class Store:
                     total=int(raw["total"]),
                     inputs=[str(name) for name in raw.get("inputs", [])],
                 )
-            except (Corrupt, KeyError, TypeError, ValueError) as e:
-                quarantine(self.root, self.job_dir(job_id), f"job.json unreadable: {e}")
+            except PermissionError:  # not damaged: another user's (jobs/perms.py); never set aside
+                perms.unreadable(self, job_id)
                 return None
+            except (Corrupt, OSError) as e:
+                self.damaged[job_id] = str(e)
+                self._set_aside(base + "job.json", f"job.json unreadable, the job cannot run: {e}", job_id)
+                return None
+            self.damaged.pop(job_id, None)
             self._submissions[job_id] = sub
         state = self._read_state(job_id, Path(base + "state.json")) if key is not None or force else {}
         job = Job(sub.id, sub.created_at, sub.priority, sub.spec, sub.total, state, sub.inputs)
@@ -117,34 +158,48 @@ class Store:
         return job
 
     def read_state(self, job_id: str) -> dict[str, Any]:
-        """A job's runner-written state; {} (queued) if none. A corrupt one is quarantined:
-        that loses nothing committed, the results stay and the job is simply re-queued."""
+        """A job's runner-written state; {} (queued) if none. A damaged one reads as queued, with an
+        error saying so; a runner's store quarantines it (that loses nothing committed: the results
+        stay and the job is simply re-queued)."""
         return self._read_state(job_id, self.job_dir(job_id) / "state.json")
 
     def _read_state(self, job_id: str, path: Path) -> dict[str, Any]:
         try:
-            state = read_json(path) or {}
-            JobStatus(state.get("status", "queued"))
-        except (Corrupt, ValueError) as e:
-            if quarantine(self.root, path, f"state.json unreadable: {e}") is not None:
+            return read_json(path, kind="state") or {}
+        except PermissionError as e:  # not damaged: never set aside (jobs/perms.py)
+            return {"error": f"cannot read state.json: {e.strerror}"}
+        except (Corrupt, OSError) as e:
+            if self._set_aside(path, f"state.json unreadable, the job is queued again: {e}", job_id):
                 sub = self._submissions.get(job_id)
                 prio, created = (sub.priority, sub.created_at) if sub else (None, None)
                 queue_journal.append_quietly(self.root, job_id, JobStatus.QUEUED.value, prio, created)
-            return {}
-        return state
+                return {}
+            return {"error": f"{e}; a runner will set it aside and run the job again, keeping its results"}
 
     def get(self, job_id: str) -> Job:
+        """The job; :class:`JobNotFound` for an id that is not one (checked before any path is built),
+        :class:`JobDamaged` for a folder whose job.json cannot be trusted."""
+        self.job_dir(job_id)
         job = self._load(job_id)
         if job is None:
-            raise JobNotFound(job_id)
+            raise self._missing(job_id)
         return job
 
     def fresh(self, job_id: str) -> Job:
         """The job with its state read from disk now, never from a cache (for writers under its lock)."""
-        job = self._load(job_id, force=True) if JOB_ID.fullmatch(job_id) else None
+        self.job_dir(job_id)
+        job = self._load(job_id, force=True)
         if job is None:
-            raise JobNotFound(job_id)
+            raise self._missing(job_id)
         return job
+
+    def _missing(self, job_id: str) -> JobNotFound:
+        reason = self.damaged.get(job_id)  # first: a damaged job.json may be a FIFO, never to be opened again
+        if reason:
+            return JobDamaged(job_id, reason)
+        if perms.cannot_open(self, job_id):
+            return perms.unreadable(self, job_id)
+        return JobNotFound(job_id)
 
     def job_ids(self) -> list[str]:
         with os.scandir(self.jobs_dir) as it:
@@ -211,12 +266,15 @@ class Store:
 
     def manifest(self, job_id: str) -> list[dict[str, Any]]:
         path = self.job_dir(job_id) / "manifest.json"
-        items = read_json(path, expect=list)
+        items = read_json(path, expect=list, kind="manifest")
         if items is None:
             raise JobNotFound(job_id)
         for n, item in enumerate(items):
             if not item_shape_ok(item, n):
                 raise Corrupt(f"{path.name}: item {n} is not an item ({str(item)[:80]})")
+        total = self.get(job_id).total
+        if len(items) != total:  # results beyond job.json's total are refused: they could never count
+            raise Corrupt(f"{path.name}: {len(items)} items, but job.json says the job has {total}")
         return items
 
     def results_dir(self, job_id: str) -> Path:
@@ -226,22 +284,43 @@ class Store:
         return self.results_dir(job_id) / f"{index:06d}.json"
 
     def iter_results(self, job_id: str) -> Iterator[dict[str, Any]]:
-        rdir = self.results_dir(job_id)
-        if not rdir.is_dir():
+        """The job's valid results, in index order: only these count as committed. A result is valid
+        if it parses, has its schema, and its ``index`` is the number in its file name and within the
+        job. Readers skip an invalid one (the item shows as pending); a runner's store quarantines it,
+        so the item is redone."""
+        try:
+            with os.scandir(self.results_dir(job_id)) as it:
+                names = sorted(e.name for e in it if e.name.endswith(".json") and e.name[:-5].isdigit())
+        except (FileNotFoundError, NotADirectoryError):
             return
-        for entry in sorted(os.scandir(rdir), key=lambda e: e.name):
-            if not entry.name.endswith(".json") or entry.name.startswith(TMP_PREFIX):
-                continue
+        try:
+            total: int | None = self.get(job_id).total
+        except JobNotFound:
+            total = None
+        rdir = f"{self._jobs_prefix}{job_id}/results/"
+        for name in names:
             try:
-                res = read_json(Path(entry.path))
-            except Corrupt as e:
-                quarantine(self.root, Path(entry.path), f"result unreadable, item will be redone: {e}")
+                res = read_json_at(rdir + name, "result")
+                if res is None:
+                    continue
+                if res["index"] != int(name[:-5]):
+                    raise Corrupt(f"{name}: holds item {res['index']}, not item {int(name[:-5])}")
+                if total is not None and res["index"] >= total:
+                    raise Corrupt(f"{name}: item {res['index']} is out of range (the job has {total})")
+            except (Corrupt, OSError) as e:
+                self._set_aside(rdir + name, f"result refused, the item is redone: {e}", job_id)
                 continue
-            if res is not None and not (isinstance(res.get("index"), int) and isinstance(res.get("status"), str)):
-                quarantine(self.root, Path(entry.path), "result lacks index/status, redone")
-                continue
-            if res is not None:
-                yield res
+            yield res
+
+    def result(self, job_id: str, index: int) -> dict[str, Any] | None:
+        """One item's valid result (see :meth:`iter_results`), or None: none yet, or damaged or forged
+        (another item's index in it), so the item counts as pending. Never moves anything."""
+        self.job_dir(job_id)
+        try:
+            res = read_json_at(f"{self._jobs_prefix}{job_id}/results/{index:06d}.json", "result")
+        except (Corrupt, OSError):
+            return None
+        return res if res is not None and res["index"] == index else None
 
     def items(self, job_id: str) -> list[dict[str, Any]]:
         """Every item of the job in order, with its result merged in (status 'pending' if none)."""
@@ -258,7 +337,8 @@ class Store:
         return out
 
     def committed_count(self, job_id: str) -> int:
-        """Items with a result file, without reading them (one scandir)."""
+        """Items with a result file, without reading them (one scandir): for display only (a damaged or
+        forged file counts here); progress and final statuses come from :meth:`iter_results`."""
         try:
             with os.scandir(self.results_dir(job_id)) as it:
                 return sum(1 for e in it if e.name.endswith(".json") and e.name[:6].isdigit())
@@ -272,25 +352,24 @@ class Store:
         return counts
 
     def events(self, job_id: str, tail: int | None = None) -> list[dict[str, Any]]:
-        path = self.job_dir(job_id) / "events.jsonl"
-        try:
-            lines = path.read_text().splitlines()
-        except FileNotFoundError:
-            return []
-        out = []
-        for line in lines[-tail:] if tail else lines:
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue  # a torn last line after a crash
-        return out
+        """The job's latest events (the last :data:`EVENTS_TAIL_BYTES` of its log at most, so a huge
+        log costs a page view no more than a small one); bad or torn lines are skipped."""
+        data, whole = safejson.read_tail(self.job_dir(job_id) / "events.jsonl", EVENTS_TAIL_BYTES)
+        lines = data.split(b"\n")
+        if not whole:
+            lines = lines[1:]  # the first one is most likely cut
+        out = [ev for line in lines if isinstance(ev := safejson.parse_line(line, "event"), dict)]
+        return out[-tail:] if tail else out
 
     def runners(self) -> list[dict[str, Any]]:
         out = []
         for path in sorted(self.runners_dir.glob("*.json")):
+            if path.name.startswith(TMP_PREFIX):
+                continue
             try:
-                hb = read_json(path)
-            except Corrupt:
+                hb = read_json(path, kind="heartbeat")
+            except (Corrupt, OSError) as e:
+                log.debug("runner heartbeat %s ignored: %s", path.name, e)  # a bad record, not a runner
                 continue
             if hb:
                 out.append(hb)
@@ -301,7 +380,12 @@ class Store:
         """Ask the runners to cancel/pause/resume/retry/delete a job; applied at the next item boundary."""
         if kind not in REQUEST_KINDS:
             raise SubmitError(f"unknown request {kind!r}; use one of {', '.join(REQUEST_KINDS)}")
-        self.get(job_id)
+        perms.check_may_request(self, job_id, kind)
+        try:
+            self.get(job_id)
+        except JobDamaged:
+            if kind != "delete":  # a damaged job can still be deleted, with its files
+                raise
         name = f"{time.time_ns():020d}-{secrets.token_hex(3)}-{job_id}-{kind}.json"
         path = self.requests_dir / name
         atomic_write_json(path, {"job_id": job_id, "kind": kind, "at": time.time(), **extra})
@@ -313,9 +397,9 @@ class Store:
             if path.name.startswith(TMP_PREFIX):
                 continue
             try:
-                req = read_json(path)
-            except Corrupt as e:
-                quarantine(self.root, path, f"request unreadable: {e}")
+                req = read_json(path, kind="request")
+            except (Corrupt, OSError) as e:
+                self._set_aside(path, f"request unreadable, not applied: {e}")
                 continue
             if req and (job_id is None or req.get("job_id") == job_id):
                 out.append((path, req))

@@ -310,7 +310,7 @@ def test_odd_folders_in_jobs_are_ignored_and_hand_made_ids_still_work(state: Pat
 
 
 def test_hand_edited_json_is_refused_or_quarantined(state: Path) -> None:
-    store = Store(state)
+    store = Store(state).as_runner()  # a runner's: it quarantines (a reader's only refuses)
     job_id = write_job(store, total=2)
     d = store.job_dir(job_id)
     (d / "results").mkdir()

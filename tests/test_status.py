@@ -15,6 +15,7 @@ ALLOWED = {
     ("running", "succeeded"), ("running", "failed"), ("running", "completed_with_errors"),
     ("paused", "queued"), ("paused", "cancelled"),
     ("failed", "queued"), ("completed_with_errors", "queued"), ("cancelled", "queued"),
+    ("succeeded", "queued"),
 }  # fmt: skip
 
 

@@ -64,8 +64,11 @@ def test_corrupt_job_json_is_quarantined_and_list_still_works(state: Path, png: 
     (state / "jobs" / bad / "job.json").write_text("{ half written")
     listed = cli_json(state, "list")
     assert [j["id"] for j in listed] == [good]
+    assert not (state / "quarantine").exists()  # a reader moves nothing
+    Store(state).as_runner().list_jobs()  # a runner sets the damaged file aside, only that file
     moved = [p.name for p in (state / "quarantine").iterdir()]
-    assert any(bad in name and not name.endswith(".reason.txt") for name in moved)
+    assert any(name.endswith(f"{bad}__job.json") for name in moved)
+    assert (state / "jobs" / bad / "manifest.json").exists()
     reason = next((state / "quarantine").glob("*.reason.txt")).read_text()
     assert "job.json unreadable" in reason
 
@@ -91,7 +94,9 @@ def test_corrupt_result_is_quarantined_and_the_item_becomes_pending(state: Path,
     assert claim is not None
     commit_item(s, claim, {"index": 0, "source": "a.png", "status": "done", "text": "hi"})
     s.result_path(job_id, 0).write_text("garbage")
-    assert [i["status"] for i in s.items(job_id)] == ["pending"]
+    assert [i["status"] for i in Store(state).items(job_id)] == ["pending"]
+    assert not (state / "quarantine").exists()  # a reader moves nothing
+    assert [i["status"] for i in s.items(job_id)] == ["pending"]  # s claimed: a runner's store
     assert any("000000.json" in p.name for p in (state / "quarantine").iterdir())
 
 
