@@ -19,6 +19,9 @@ LOCK_TIMEOUT_S = 30.0
 RETENTION_DAYS = 7.0
 #: Images above this many pixels are refused (decompression bombs).
 MAX_PIXELS = int(os.environ.get("OCRJOBS_MAX_PIXELS", 120_000_000))
+#: Images (and rendered PDF pages) longer than this on a side are scaled down before OCR: a page
+#: scanned at 600 dpi keeps ~300 dpi, and a 119 MP image costs its decode, not the engine's gigabytes.
+MAX_OCR_SIDE = int(os.environ.get("OCRJOBS_MAX_OCR_SIDE", 4096))
 #: A ZIP whose entries add up to more than this is refused whole.
 MAX_ZIP_BYTES = int(os.environ.get("OCRJOBS_MAX_ZIP_BYTES", 4 * 1024**3))
 MAX_ZIP_ENTRIES = int(os.environ.get("OCRJOBS_MAX_ZIP_ENTRIES", 20_000))

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from jobs import config
+from jobs import config, perms
 from jobs.errors import JobNotFound
 from jobs.housekeeping import delete_job
 from jobs.lease import log_event, watch_of, write_state
@@ -35,8 +35,10 @@ def apply_requests(store: Store, own_job: str | None = None) -> list[tuple[Path,
     """Apply every request that is ours to apply; return (unapplied) requests for ``own_job``."""
     mine = []
     watch = watch_of(store)
-    for path, req in store.pending_requests():
+    for path, req in store.as_runner().pending_requests():  # a runner's: sets bad request files aside
         job_id = req.get("job_id", "")
+        if _refused(store, path, job_id, req):
+            continue
         if job_id == own_job:
             mine.append((path, req))
             continue
@@ -56,8 +58,25 @@ def apply_requests(store: Store, own_job: str | None = None) -> list[tuple[Path,
                 delete_job(store, job_id)  # takes the store lock first: never inside the job lock
         except JobNotFound:
             pass
+        except PermissionError as e:  # another user's job this runner cannot open: left to one that can
+            perms.warn_once("request", path.name, "cannot apply %s to job %s: %s", req.get("kind"), job_id, e)
+            continue
         path.unlink(missing_ok=True)
     return mine
+
+
+def _refused(store: Store, path: Path, job_id: str, req: dict[str, Any]) -> bool:
+    """Drop a request whose file was written by a user who may not change the job (jobs/perms.py)."""
+    why = perms.request_refusal(store, path, job_id)
+    if why is None:
+        return False
+    if perms.warn_once("refused", path.name, "request %s refused: %s", path.name, why):
+        log_event(store, job_id, "request_refused", kind=req.get("kind"), reason=why)
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as e:  # requests/ not set up (no sticky folder of ours): never applied all the same
+        perms.warn_once("unremoved", path.name, "cannot remove refused request %s: %s", path.name, e)
+    return True
 
 
 def apply_one(store: Store, job_id: str, state: dict[str, Any], req: dict[str, Any]) -> bool:
@@ -69,8 +88,8 @@ def apply_one(store: Store, job_id: str, state: dict[str, Any], req: dict[str, A
         log_event(store, job_id, "request_ignored", kind=kind, status=current.value)
         return False
     if kind == "retry":
-        if current == JobStatus.SUCCEEDED:
-            return False
+        if current == JobStatus.SUCCEEDED and sum(store.count_results(job_id).values()) >= store.get(job_id).total:
+            return False  # nothing to redo; a succeeded job whose result went bad is redone
         retired = retire_failed(store, job_id, state)
         state.update(error=None, lost_runners=0, finished_at=None, reason=None)
         log_event(store, job_id, "retry", items=retired)

@@ -14,6 +14,7 @@ from typing import Any
 from jobs import mounts
 from jobs.diagnose import diagnose_job
 from jobs.liveness import runner_state, runner_states
+from jobs.shared_folder import folder_problems
 from jobs.status import JobStatus
 from jobs.store import Store
 
@@ -140,6 +141,7 @@ def check(store: Store, now: float | None = None) -> dict[str, Any]:
     runners = runner_states(store, now)
     _runner_rules(runners, reasons)
     disk = _disk_rules(store, reasons)
+    reasons.extend(("degraded", msg) for msg in folder_problems(store.root))
     live = [r for r in runners if r["state"] != "dead"]
     for r in live:
         reasons.extend(("degraded", msg) for msg in gpu_reasons(r["id"], r.get("gpu")))

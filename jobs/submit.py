@@ -12,9 +12,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jobs import config, excel, queue_journal
+from jobs import config, excel, perms, queue_journal
 from jobs.atomic import TMP_PREFIX, fsync_dir, is_disk_full, remove_tree
-from jobs.engines.registry import ENGINES, validate_options
+from jobs.engines.allow import check_at_submit
+from jobs.engines.registry import validate_options
 from jobs.errors import EngineError, InputError, SubmitError
 from jobs.excel import EXCEL_ERRORS, cell_text
 from jobs.folder import natural_key
@@ -23,8 +24,6 @@ from jobs.inputs import Item, copy_input, expand
 from jobs.job import new_job_id
 from jobs.sources import Resolver, copy_or_explain
 from jobs.store import Store
-
-_IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
 
 @dataclass
@@ -39,11 +38,10 @@ class JobSpec:
     dpi: int = config.DEFAULT_DPI
 
     def validate(self) -> None:
-        if self.engine not in ENGINES and not _IMPORT_PATH.match(self.engine):
-            raise SubmitError(
-                f"unknown engine {self.engine!r}: use one of {', '.join(sorted(ENGINES))} "
-                "or an import path like package.module:ClassName"
-            )
+        try:  # the runner checks again at claim: a job.json written by hand gets no further
+            check_at_submit(self.engine)
+        except EngineError as e:
+            raise SubmitError(str(e)) from None
         if not 0 < self.item_timeout <= 24 * 3600:
             raise SubmitError(f"item timeout must be between 0 and 86400 s, got {self.item_timeout}")
         if not 36 <= self.dpi <= 1200:
@@ -209,6 +207,7 @@ def _create(
     created_at = time.time()
     tmp = store.jobs_dir / f"{TMP_PREFIX}{job_id}"
     try:
+        os.mkdir(tmp, 0o700)  # nobody else can open a scan while it is copied; sealed below
         items = build(tmp)
         for i, item in enumerate(items):
             item["index"] = i
@@ -222,12 +221,14 @@ def _create(
                 "spec": {**asdict(spec), **extra_spec},
                 "total": len(items),
                 "inputs": inputs,
+                "owner": perms.current_owner(),  # for people: the folder's owner is the one checked
             },
         )
         # Made here, not at the first claim: creating files is what a claim would wait on most.
         (tmp / "job.lock").touch()
         line = {"at": created_at, "event": "submitted", "items": len(items), "priority": int(priority)}
         (tmp / "events.jsonl").write_text(json.dumps(line, sort_keys=True) + "\n")
+        perms.seal_job_folder(tmp, perms.is_shared(store.jobs_dir))
         for d in (tmp / "inputs", tmp):
             fsync_dir(d)
         os.rename(tmp, store.jobs_dir / job_id)
@@ -271,6 +272,9 @@ def _table_items(tmp: Path, selection: excel.Selection, resolver: Resolver) -> l
         if not row.images:
             text = cell_text(row.value) if row.value is not None else ""
             try:
+                if len(text) > excel.MAX_REF_CHARS:  # not copied into the manifest: 100,000 rows of it are GBs
+                    text = text[:80] + "…"
+                    raise InputError(f"cell {cell} holds more than {excel.MAX_REF_CHARS:,} characters: not a file name")
                 if row.formula:
                     raise InputError(
                         f"formula {row.formula} in {cell} has no computed value (the file was saved by a "
