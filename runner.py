@@ -11,12 +11,15 @@ import logging
 import os
 import sys
 
-sys.path.insert(0, os.getcwd())  # so --engine package.module:Class resolves from the working directory
-
-from jobs import config, logs, sizing  # noqa: E402
-from jobs.engines.base import THREADS_ENV  # noqa: E402
-from jobs.errors import OcrJobsError  # noqa: E402
-from jobs.supervisor import Runner, RunnerOptions  # noqa: E402
+# The working folder is deliberately not put on sys.path: a job names its engine, and the folder a runner
+# happens to start in (often the shared job folder's parent) must not decide what code it runs. Engines of
+# one's own come from an installed package, or a folder the operator puts on PYTHONPATH, and must be
+# allowed (jobs/engines/allow.py). sys.path[0] is this script's folder, for ``jobs``.
+from jobs import config, logs, sizing
+from jobs.engines import allow
+from jobs.engines.base import THREADS_ENV
+from jobs.errors import OcrJobsError
+from jobs.supervisor import Runner, RunnerOptions
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,6 +114,11 @@ def main(argv: list[str] | None = None) -> int:
         except OcrJobsError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
+    try:  # a typo in the allow-list must not quietly refuse every job naming an engine by import path
+        allow.allow_list()
+    except OcrJobsError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     if not isinstance(logging.getLevelName(args.log_level.upper()), int):
         p.error(f"--log-level {args.log_level!r} is not one of DEBUG, INFO, WARNING, ERROR")
     log_file = logs.setup(config.state_dir(args.state), args.log_level, args.retention_days)

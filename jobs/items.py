@@ -18,6 +18,7 @@ from jobs import config, lease
 from jobs.heartbeat import Telemetry
 from jobs.lease import Claim, log_event
 from jobs.pool import DEPTH, InFlight, WorkerHandle
+from jobs.respawn import Respawner, describe_exit
 from jobs.status import ErrorKind, ItemStatus
 from jobs.store import Store
 
@@ -53,6 +54,7 @@ class Items:
         self.engine_key = ""  # the held job's engine and options: a worker's max_batch holds for this key
         self.counters = {"done": 0, "failed": 0, "timed_out": 0}
         self._task_ids = itertools.count(1)
+        self.respawn = Respawner()
 
     def load(self, job_id: str, spec: dict[str, Any]) -> None:
         """A job was claimed: its items without a result yet are the ones to do."""
@@ -111,6 +113,7 @@ class Items:
             {
                 "task_id": task_id,
                 "job_dir": str(self.store.job_dir(claim.job_id)),
+                "state_root": str(self.store.root),  # no engine is imported from in there (jobs/worker.py)
                 "items": batch,
                 "engine": self.spec.get("engine", config.DEFAULT_ENGINE),
                 "engine_options": self.spec.get("engine_options") or {},
@@ -138,6 +141,7 @@ class Items:
             w.loading_since, w.engine_device, w.engine_name = None, msg[2], msg[1]
             w.max_batch = max(1, int(msg[4])) if len(msg) > 4 else 1
             w.loaded_key = self.engine_key
+            self.respawn.started(w)
             if w.task:
                 w.task.started = now  # the task's clock starts once the model is in
             log.info("worker %d loaded %s on %s in %.1f s (batch %d)", w.slot, msg[1], msg[2], msg[3], w.max_batch)
@@ -181,15 +185,25 @@ class Items:
             self.commit(claim, msg[1])
         return None
 
-    def check_workers(self, claim: Claim) -> None:
-        """Restart dead, silent or stuck-loading workers; stop, then kill, a task past its deadline."""
+    def check_workers(self, claim: Claim) -> str | None:
+        """Restart dead, silent or stuck-loading workers; stop, then kill, a task past its deadline.
+        Returns why, if workers failed to start so often that the job must fail (the Runner ends it)."""
         now = time.monotonic()
         for w in self.workers:
+            if self.respawn.waiting(w):
+                continue
             head = w.task
             if not w.alive():
-                code = w.exitcode  # a process's exit code, or why a Ray actor is gone
-                why = f"exit code {code}" if isinstance(code, int) or code is None else code
-                self._on_crash(claim, w, f"the worker process died ({why})")
+                for msg in w.messages():  # its last words: a "loading" says the engine, not an item, killed it
+                    if (load_error := self.on_message(claim, w, msg)) is not None:
+                        return load_error
+                if self.respawn.died_starting(w):
+                    self._requeue([i for t in w.tasks for i in t.items if i["index"] in t.left])
+                    w.tasks.clear()
+                    if (failure := self.respawn.failed_start(w)) is not None:
+                        return failure
+                    continue
+                self._on_crash(claim, w, f"the worker process died ({describe_exit(w.exitcode)})")
             elif now - w.last_hb > self.hb_timeout_s:
                 self._on_crash(claim, w, f"the worker stopped heartbeating for {now - w.last_hb:.0f} s and was killed")
             elif w.loading_since and now - w.loading_since > self.load_timeout_s:

@@ -79,7 +79,8 @@ class WorkerHandle:
         self.tasks = deque()
         self.max_batch, self.loaded_key = 1, None  # a new process has no engine yet
         self.loading_since = None
-        self.last_hb = time.monotonic()
+        self.last_hb = self.started_at = time.monotonic()
+        self.heard = False  # nothing from this process yet: if it dies now, it never started (jobs/respawn.py)
         log.info("worker %d started (pid %d)", self.slot, self.proc.pid)
 
     @property
@@ -138,7 +139,7 @@ class WorkerHandle:
         try:
             while self.conn.poll():
                 msg = self.conn.recv()
-                self.last_hb = time.monotonic()
+                self.last_hb, self.heard = time.monotonic(), True
                 if msg[0] == "hb":
                     continue
                 out.append(msg)

@@ -21,11 +21,12 @@ from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Any
 
-from jobs import config, lease, pinning
+from jobs import config, lease, pinning, shared_folder
 from jobs.atomic import Corrupt, is_disk_full
 from jobs.control import apply_requests
 from jobs.drain import Drain
-from jobs.errors import JobNotFound, LeaseLost, StoreBusy
+from jobs.engines import allow
+from jobs.errors import EngineError, JobNotFound, LeaseLost, StoreBusy
 from jobs.heartbeat import Telemetry
 from jobs.housekeeping import housekeep
 from jobs.items import Items
@@ -63,6 +64,7 @@ class RunnerOptions:
 class Runner:
     def __init__(self, opts: RunnerOptions) -> None:
         self.opts = opts
+        shared_folder.prepare_runner(config.state_dir(opts.state))  # umask and setup warnings (jobs/perms.py)
         self.store = Store(opts.state)
         self.id = f"{socket.gethostname()}-{os.getpid()}-{os.urandom(2).hex()}"
         self.started_at = time.time()
@@ -161,8 +163,7 @@ class Runner:
                 log.warning("housekeeping: %s", e)
         for w in self.workers:
             w.messages()  # keep heartbeats flowing while idle
-            if not w.alive():
-                w.restart()
+        self.items.respawn.revive(self.workers)  # dead ones come back: at once, or after a pause (jobs/respawn.py)
         try:
             apply_requests(self.store)
             claim = lease.claim_next(self.store, self.id, self.opts.lease_s, config.DEFAULT_MAX_ATTEMPTS)
@@ -183,6 +184,13 @@ class Runner:
     def _start_job(self, claim: Claim) -> None:
         self.claim = claim
         job = self.store.get(claim.job_id)
+        try:  # job.json is anyone's to write: its engine is checked before any worker could import it
+            allow.resolve(job.spec.get("engine", config.DEFAULT_ENGINE))
+        except EngineError as e:
+            log.error("job %s: %s", claim.job_id, e)
+            lease.finish(self.store, claim, JobStatus.FAILED, str(e))
+            self.claim = None
+            return
         changed = pinning.enforce(self.store, claim, job.spec)
         if changed is not None:  # never mix two engines' output in one job without a user's say-so
             log.warning("job %s paused: %s", claim.job_id, changed)
@@ -197,6 +205,7 @@ class Runner:
             self.claim = None
             return
         self.drain.state = None
+        self.items.respawn.new_job(self.workers)  # each job gets its own tries at starting workers
         self.telemetry.on_claim(claim.job_id, float(job.spec.get("item_timeout", config.DEFAULT_ITEM_TIMEOUT_S)))
         pending = len(self.items.pending)
         log.info(
@@ -218,7 +227,10 @@ class Runner:
                     if load_error is not None:  # the engine won't load: no item of this job can run
                         self.last_error = load_error
                         self.drain.start(JobStatus.FAILED, [], error=load_error)
-            self.items.check_workers(claim)
+            failure = self.items.check_workers(claim)
+            if failure is not None:  # its workers cannot even start: the job cannot run here
+                self.last_error = failure
+                self.drain.start(JobStatus.FAILED, [], error=failure)
             self._renew_if_due()
             self.drain.own_requests(claim)
             if self.stopping:
@@ -259,8 +271,13 @@ class Runner:
             return
         if busy or self.items.pending:
             return
-        progress = self.claim.state["progress"]
-        self._end(lease.final_status(progress))
+        status = lease.settle(self.store, self.claim)  # from the valid result files, not running counts
+        if status is None:  # a result was damaged or forged since the claim: redo its item
+            self.items.load(self.claim.job_id, self.items.spec)
+            if self.items.pending:
+                return
+            status = lease.final_status(self.claim.state["progress"])
+        self._end(status)
 
     def _end(self, status: JobStatus, error: str | None = None) -> None:
         assert self.claim is not None

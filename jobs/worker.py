@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 from jobs.batch import decode_task, recognize_task
@@ -42,7 +43,7 @@ class WorkerCore:
         emit("loading", task["engine"])
         t0 = time.monotonic()
         try:
-            engine = _load(task["engine"], task["engine_options"], self.device)
+            engine = _load(task["engine"], task["engine_options"], self.device, _state_root(task))
         except Exception as e:  # noqa: BLE001 - any load failure fails the job with its message
             emit("load_error", f"engine {task['engine']!r} could not be loaded: {type(e).__name__}: {e}")
             return None
@@ -70,12 +71,19 @@ class WorkerCore:
         self.engine, self._key = None, None
 
 
-def _load(name: str, options: dict[str, Any], device: str) -> Any:
+def _load(name: str, options: dict[str, Any], device: str, forbidden: tuple[Path, ...] = ()) -> Any:
     from jobs.engines.registry import load_engine_class
 
-    engine = load_engine_class(name)(**options)
+    engine = load_engine_class(name, forbidden)(**options)
     engine.load(device)
     return engine
+
+
+def _state_root(task: dict[str, Any]) -> tuple[Path, ...]:
+    """The job folder (the store's root): anyone who submits can write files there, so no engine module
+    may be imported from it, whatever the allow-list says."""
+    root = task.get("state_root")
+    return (Path(root),) if root else ()
 
 
 class _Channel:

@@ -17,6 +17,9 @@ from PIL import Image
 
 REPO = Path(__file__).resolve().parent.parent
 PY = sys.executable
+#: The test engines are allowed for the whole session (jobs/engines/allow.py), set at import so that every
+#: runner and CLI the tests start inherits it; tests of the allow-list itself pass their own environment.
+os.environ["OCRJOBS_ALLOWED_ENGINES"] = "tests.engines:*"
 CJK_FONT = Path("/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc")
 
 

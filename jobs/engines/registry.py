@@ -1,29 +1,30 @@
-"""Engine lookup: a registered name (``auto``, ``rapid``, ``tesseract``, ``transformers``) or an import path
-(``pkg.module:Class``)."""
+"""Engine lookup: a built-in name (``auto``, ``rapid``, ``tesseract``, ``transformers``), an installed entry
+point's name, or an allowed import path (``pkg.module:Class``); which ones are allowed is jobs/engines/allow.py's."""
 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterable
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
+from jobs.engines.allow import BUILTIN, check_origin, resolve
 from jobs.engines.base import Engine, Recognition
 from jobs.errors import EngineError
 
 #: Registered engines, by import path so that naming one never imports its dependencies.
-ENGINES: dict[str, str] = {
-    "auto": "jobs.engines.auto:AutoEngine",
-    "rapid": "jobs.engines.rapid:RapidEngine",
-    "tesseract": "jobs.engines.tesseract:TesseractEngine",
-    "transformers": "jobs.engines.hf:TransformersEngine",
-}
+ENGINES: dict[str, str] = BUILTIN
 
 
-def load_engine_class(name: str) -> type[Engine]:
-    target = ENGINES.get(name, name)
+def load_engine_class(name: str, forbidden: Iterable[Path] = ()) -> type[Engine]:
+    """Import an allowed engine's class. ``forbidden``: folders no module may come from (the job folder)."""
+    target = resolve(name)  # raises before anything is imported if the name is not allowed
     module_name, _, class_name = target.partition(":")
     if not module_name or not class_name:
-        raise EngineError(f"unknown engine {name!r}: use one of {', '.join(ENGINES)} or package.module:ClassName")
+        raise EngineError(f"engine {name!r}: {target!r} is not of the form package.module:ClassName")
+    if name not in BUILTIN:  # ours, wherever this checkout lies
+        check_origin(module_name, forbidden)
     try:
         module = importlib.import_module(module_name)
     except ImportError as e:
