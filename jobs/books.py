@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from jobs.errors import SubmitError
+from jobs.workbook_limits import MAX_CELL_CHARS, check_cells, check_workbook
 
 WORKBOOK_EXTS = {".xlsx", ".xlsm"}
 CSV_EXTS = {".csv"}
@@ -54,6 +55,7 @@ class XlsxBook(Book):
 
         self.path = path
         self._images: dict[str, list[Embedded]] | None = None
+        self.stats = check_workbook(path)  # sizes, parts, DTDs, cells: before openpyxl reads a byte
         try:
             self.wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
             self.sheets = list(self.wb.sheetnames)
@@ -76,7 +78,7 @@ class XlsxBook(Book):
             if not hasattr(ws, "reset_dimensions"):
                 raise SubmitError(f"{sheet!r} is a chart sheet, not a worksheet; choose a sheet with cells")
             ws.reset_dimensions()  # some writers record a wrong used range; read what is there
-            yield from ws.iter_rows(values_only=True)
+            yield from capped(ws.iter_rows(values_only=True))
         finally:
             if formulas:
                 wb.close()
@@ -88,6 +90,7 @@ class XlsxBook(Book):
         if self._images is None:
             import openpyxl
 
+            check_cells(self.path.name, self.stats, "reading the pictures placed in it")
             wb = openpyxl.load_workbook(self.path, data_only=True)
             self._images = {ws.title: _anchored(ws) for ws in wb.worksheets}
             wb.close()
@@ -95,6 +98,25 @@ class XlsxBook(Book):
 
     def close(self) -> None:
         self.wb.close()
+
+
+def capped(rows: Iterator[tuple[Any, ...]]) -> Iterator[tuple[Any, ...]]:
+    """Rows with any text cut at Excel's own cell limit. A shared string repeated in many cells
+    is one object; its cut copy is made once too, so 100,000 rows naming it cost one copy."""
+    cut: dict[int, tuple[str, str]] = {}
+    for values in rows:
+        if any(isinstance(v, str) and len(v) > MAX_CELL_CHARS for v in values):
+            values = tuple(_cut(v, cut) for v in values)
+        yield values
+
+
+def _cut(value: Any, cache: dict[int, tuple[str, str]]) -> Any:
+    if not isinstance(value, str) or len(value) <= MAX_CELL_CHARS:
+        return value
+    hit = cache.get(id(value))
+    if hit is None or hit[0] is not value:
+        hit = cache[id(value)] = (value, value[:MAX_CELL_CHARS])
+    return hit[1]
 
 
 def _anchored(ws: Any) -> list[Embedded]:
@@ -127,7 +149,7 @@ class CsvBook(Book):
         try:
             with open(self.path, encoding="utf-8-sig", newline="") as f:
                 for rec in csv.reader(f, delimiter=self.delimiter):
-                    yield tuple(v if v.strip() else None for v in rec)
+                    yield tuple(v[:MAX_CELL_CHARS] if v.strip() else None for v in rec)
         except (UnicodeDecodeError, csv.Error) as e:
             raise SubmitError(f"cannot read {self.path.name} as CSV: {e}; save it as 'CSV UTF-8'") from None
 

@@ -18,6 +18,7 @@ from jobs import config
 from jobs.errors import OcrJobsError
 from jobs.status import JobStatus
 from jobs.store import Job, Store
+from jobs.terminal import safe
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -35,7 +36,12 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--header-row", type=int, default=1, metavar="N", help="workbook/CSV: header row (0: none)")
     s.add_argument("--images", metavar="ZIP", help="workbook/CSV: ZIP of the files the column names")
     s.add_argument("--folder", metavar="PATH", help="every image/PDF below PATH (under OCRJOBS_ALLOWED_ROOTS)")
-    s.add_argument("--engine", default=config.DEFAULT_ENGINE, help="registered name or package.module:Class")
+    s.add_argument(
+        "--engine",
+        default=config.DEFAULT_ENGINE,
+        help="built-in name, an installed ocrjobs.engines entry point, or package.module:Class "
+        "allowed by the runner's OCRJOBS_ALLOWED_ENGINES",
+    )
     s.add_argument(
         "--engine-option",
         action="append",
@@ -94,6 +100,10 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("health", parents=[common], help="ok (exit 0), degraded (1) or down (2)")
     d = sub.add_parser("diagnose", parents=[common], help="why a running job is stalled or orphaned, and what to do")
     d.add_argument("job_id", metavar="ID")
+    f = sub.add_parser("init-folder", parents=[common], help="set the job folder up for several Unix users")
+    f.add_argument("--group", required=True, help="the team: the users (group name or gid) who may submit")
+    f.add_argument("--owner", help="the runner's user (default: you); run as root to give the folder away")
+    f.add_argument("--service-group", help="group of the runners and the dashboard (default: the owner's group)")
     return p
 
 
@@ -174,7 +184,7 @@ def cmd_submit(store: Store, args: argparse.Namespace) -> int:
     )
     job = store.get(job_id)
     bad = [i for i in store.manifest(job_id) if i.get("error")]
-    note = f"; {len(bad)} with input errors, first: {bad[0]['source']}: {bad[0]['error']}" if bad else ""
+    note = f"; {len(bad)} with input errors, first: {safe(bad[0]['source'])}: {safe(bad[0]['error'])}" if bad else ""
     _print(args, {"id": job_id, "total": job.total}, f"submitted {job_id} ({job.total} items{note})")
     return _wait(store, job_id, args.json) if args.wait else 0
 
@@ -194,7 +204,7 @@ def _wait(store: Store, job_id: str, quiet: bool) -> int:
             if not quiet:
                 print(file=sys.stderr)
                 if job.state.get("error"):
-                    print(f"{job.status.value}: {job.state['error']}", file=sys.stderr)
+                    print(f"{job.status.value}: {safe(job.state['error'])}", file=sys.stderr)
             return 0 if job.status == JobStatus.SUCCEEDED else 1
         if not warned and time.monotonic() - started > 10 and check(store)["status"] == "down":
             print("\nwarning: no runner is alive; start one with `python runner.py`", file=sys.stderr)
@@ -215,7 +225,7 @@ def cmd_show(store: Store, args: argparse.Namespace) -> int:
     data["requests_pending"] = [r["kind"] for _, r in store.pending_requests(job.id)]
     lines = [_summary(job)]
     if data["error"]:
-        lines.append(f"error: {data['error']}")
+        lines.append(f"error: {safe(data['error'])}")
     if data["requests_pending"]:
         lines.append(f"requested (waiting for a runner): {', '.join(data['requests_pending'])}")
     if not args.json:  # the per-item lines read every result file: only for people
@@ -227,8 +237,8 @@ def cmd_show(store: Store, args: argparse.Namespace) -> int:
         for item in items:
             if item["status"] in ("failed", "timed_out"):
                 lines.append(
-                    f"  #{item['index']} {item['source']} p{item.get('page') or '-'}: {item['status']}: "
-                    f"{(item.get('error') or {}).get('message')}"
+                    f"  #{item['index']} {safe(item['source'])} p{item.get('page') or '-'}: {item['status']}: "
+                    f"{safe((item.get('error') or {}).get('message'))}"
                 )
     _print(args, data, "\n".join(lines))
     return 0
@@ -272,6 +282,19 @@ def cmd_health(store: Store, args: argparse.Namespace) -> int:
     return EXIT_CODES[report["status"]]
 
 
+def cmd_init_folder(store: Store, args: argparse.Namespace) -> int:
+    from jobs import shared_folder as sf
+
+    done = sf.init_folder(
+        store.root,
+        sf.resolve_group(args.group),
+        sf.resolve_user(args.owner) if args.owner else None,
+        sf.resolve_group(args.service_group) if args.service_group else None,
+    )
+    _print(args, {"done": done, "problems": sf.folder_problems(store.root)}, "\n".join(done))
+    return 0
+
+
 def cmd_diagnose(store: Store, args: argparse.Namespace) -> int:
     from jobs.diagnose import diagnose
 
@@ -296,6 +319,7 @@ COMMANDS = {
     "inspect": cmd_inspect,
     "health": cmd_health,
     "diagnose": cmd_diagnose,
+    "init-folder": cmd_init_folder,
 }
 
 
@@ -305,7 +329,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         store = Store(args.state)
         return COMMANDS[args.command](store, args)
     except OcrJobsError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {safe(e)}", file=sys.stderr)
         return 1
     except OSError as e:
         print(f"error: {e.strerror or e}: {e.filename or ''}".rstrip(": "), file=sys.stderr)

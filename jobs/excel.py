@@ -17,9 +17,12 @@ from typing import Any
 from jobs import config
 from jobs.books import TABLE_EXTS, Book, CsvBook, Embedded, XlsxBook, is_table, open_book
 from jobs.errors import SubmitError
+from jobs.terminal import safe
+from jobs.workbook_limits import check_cells
 
 __all__ = [
     "EXCEL_ERRORS",
+    "MAX_REF_CHARS",
     "TABLE_EXTS",
     "Embedded",
     "Row",
@@ -35,6 +38,14 @@ __all__ = [
 
 _LETTERS = re.compile(r"^[A-Za-z]{1,3}$")
 _MAX_LISTED = 30
+#: What ``inspect`` (the upload preview) reads of a sheet: it stops counting rows past the
+#: submit limit (OCRJOBS_MAX_TABLE_ROWS) or a number of cells read, and shows at most this many
+#: columns and characters a cell.
+_MAX_COLUMNS = 256
+_MAX_PREVIEW_CHARS = 200
+_MAX_INSPECT_CELLS = 500_000  # ~5 s of openpyxl: past it a sheet's rows are "more than N"
+#: A cell naming a file: longer text (PATH_MAX is 4096) is that row's error, not an item's name.
+MAX_REF_CHARS = 4096
 #: What a formula cell caches when Excel could not compute it.
 EXCEL_ERRORS = frozenset(
     {"#NULL!", "#DIV/0!", "#VALUE!", "#REF!", "#NAME?", "#NUM!", "#N/A", "#GETTING_DATA", "#SPILL!", "#CALC!"}
@@ -102,27 +113,32 @@ def inspect(path: str | Path, header_row: int = 1, preview: int = 5) -> dict[str
 def _inspect_sheet(book: Book, sheet: str, header_row: int, preview: int) -> dict[str, Any]:
     headers: tuple[Any, ...] = ()
     first: list[list[str]] = []
-    width = count = 0
+    width = count = read = 0
+    more = False
     try:
         for n, values in enumerate(book.rows(sheet), 1):
             if n == header_row:
-                headers = values
+                headers = values[:_MAX_COLUMNS]
             elif n > header_row and _nonempty(values):
+                read += len(values)
+                if count == config.MAX_TABLE_ROWS or read > _MAX_INSPECT_CELLS:  # a preview counts this far
+                    more = True
+                    break
                 count += 1
                 width = max(width, _width(values))
                 if len(first) < preview:
-                    first.append([cell_text(v) for v in values])
+                    first.append([cell_text(v)[:_MAX_PREVIEW_CHARS] for v in values[:_MAX_COLUMNS]])
     except SubmitError as e:
         return {"name": sheet, "error": str(e), "rows": 0, "columns": [], "preview": [], "images": 0}
     pictures: dict[int, int] = {}
     for im in book.images(sheet):
         if im.row > header_row:
             pictures[im.col] = pictures.get(im.col, 0) + 1
-    width = max(width, _width(headers), max(pictures, default=0))
+    width = min(max(width, _width(headers), max(pictures, default=0)), _MAX_COLUMNS)
     columns = [
         {
             "letter": letter(c),
-            "header": cell_text(headers[c - 1]) if c <= len(headers) else "",
+            "header": cell_text(headers[c - 1])[:_MAX_PREVIEW_CHARS] if c <= len(headers) else "",
             "images": pictures.get(c, 0),
         }
         for c in range(1, width + 1)
@@ -130,27 +146,30 @@ def _inspect_sheet(book: Book, sheet: str, header_row: int, preview: int) -> dic
     return {
         "name": sheet,
         "rows": count,
+        "more_rows": more,
         "columns": columns,
-        "preview": [r + [""] * (width - len(r)) for r in first],
+        "preview": [r[:width] + [""] * (width - len(r)) for r in first],
         "images": sum(pictures.values()),
     }
 
 
 def describe(data: dict[str, Any]) -> str:
-    """:func:`inspect`'s answer for a terminal."""
-    lines = [f"{data['file']} ({data['format']}), {len(data['sheets'])} sheet(s)"]
+    """:func:`inspect`'s answer for a terminal: names and cells from the file, control characters escaped."""
+    lines = [f"{safe(data['file'])} ({data['format']}), {len(data['sheets'])} sheet(s)"]
     for sh in data["sheets"]:
         lines.append("")
+        name = safe(repr(sh["name"]))
         if sh.get("error"):
-            lines.append(f"sheet {sh['name']!r}: {sh['error']}")
+            lines.append(f"sheet {name}: {safe(sh['error'])}")
             continue
         pics = f", {sh['images']} picture(s)" if sh["images"] else ""
-        lines.append(f"sheet {sh['name']!r}: {sh['rows']} data row(s), {len(sh['columns'])} column(s){pics}")
+        rows = f"more than {sh['rows']:,}" if sh.get("more_rows") else str(sh["rows"])
+        lines.append(f"sheet {name}: {rows} data row(s), {len(sh['columns'])} column(s){pics}")
         for c in sh["columns"][:_MAX_LISTED]:
             note = f"  [{c['images']} picture(s)]" if c["images"] else ""
-            lines.append(f"  {c['letter']:>3}  {c['header'] or '-'}{note}")
+            lines.append(f"  {c['letter']:>3}  {safe(c['header']) or '-'}{note}")
         for row in sh["preview"]:
-            lines.append("       | " + " | ".join(v[:30] for v in row[:_MAX_LISTED]))
+            lines.append("       | " + " | ".join(safe(v[:30]) for v in row[:_MAX_LISTED]))
     return "\n".join(lines)
 
 
@@ -162,6 +181,8 @@ def select(path: str | Path, sheet: str | None, column: str | None, header_row: 
         raise SubmitError(f"header row must be 0 (no header) or a row number, got {header_row}")
     book = open_book(path)
     try:
+        if isinstance(book, XlsxBook):  # refused now, not after hours of OCR when its export loads it whole
+            check_cells(path.name, book.stats, "a job (its xlsx export loads the whole workbook)")
         name = _pick_sheet(book, path, sheet)
         return _select(book, path, name, column, header_row)
     finally:
@@ -204,7 +225,7 @@ def _select(book: Book, path: Path, sheet: str, column: str | None, header_row: 
                     "(OCRJOBS_MAX_TABLE_ROWS); split it into smaller workbooks"
                 )
             if col is not None:
-                cells.append(Row(n, _clean(values[col - 1]) if col <= len(values) else None))
+                cells.append(Row(n, _ref_value(values[col - 1]) if col <= len(values) else None))
     pictures = [im for im in book.images(sheet) if im.row > header_row]
     width = max(width, _width(headers), max((im.col for im in pictures), default=0))
     if width == 0 and not above:
@@ -289,6 +310,14 @@ def _width(values: tuple[Any, ...]) -> int:
     while n and _clean(values[n - 1]) is None:
         n -= 1
     return n
+
+
+def _ref_value(value: Any) -> Any:
+    """The chosen cell's value; text too long to name a file is kept as read (one object shared by
+    every row that repeats it, not a stripped copy each) for submit to refuse as that row's error."""
+    if isinstance(value, str) and len(value) > MAX_REF_CHARS:
+        return value
+    return _clean(value)
 
 
 def _clean(value: Any) -> Any:

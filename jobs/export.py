@@ -22,9 +22,10 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from jobs import config
-from jobs.atomic import TMP_PREFIX, Corrupt, read_json
+from jobs.atomic import TMP_PREFIX
 from jobs.errors import OcrJobsError
 from jobs.store import Store
+from jobs.terminal import safe
 
 FORMATS = ("json", "csv", "txt", "xlsx")
 COLUMNS = (
@@ -93,10 +94,8 @@ class Tracker:
             yield row
 
     def _result(self, index: int) -> dict[str, Any] | None:
-        try:
-            return read_json(self.store.result_path(self.job_id, index))
-        except Corrupt:
-            return None  # the runner quarantines it and redoes the item; until then it is pending
+        # None if damaged or forged: the runner quarantines it and redoes the item; until then it is pending
+        return self.store.result(self.job_id, index)
 
     def summary(self, path: Path, fmt: str) -> Summary:
         status = self.store.get(self.job_id).status.value
@@ -182,10 +181,13 @@ def _csv(items: Tracker, f: TextIO) -> None:
 
 def _txt(items: Tracker, f: TextIO) -> None:
     for n, r in enumerate(items):
+        # a name is one line of its header: a newline in it must not forge a section of its own
         where = (
-            r["source"] + (f" (row {r['row']})" if r.get("row") else "") + (f" — page {r['page']}" if r["page"] else "")
+            safe(r["source"])
+            + (f" (row {r['row']})" if r.get("row") else "")
+            + (f" — page {r['page']}" if r["page"] else "")
         )
-        body = r["text"] if r["status"] == "done" else f"[{r['status']}: {r['error'] or 'not processed yet'}]"
+        body = r["text"] if r["status"] == "done" else f"[{r['status']}: {safe(r['error'] or 'not processed yet')}]"
         f.write(("\n" if n else "") + f"===== {where} =====\n{body}\n")
     if items.missing:
         f.write(f"\n===== incomplete: {len(items.missing)} of {items.job.total} items not processed yet =====\n")

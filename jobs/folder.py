@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +20,11 @@ from jobs.inputs import MEDIA_EXTS
 from jobs.sources import under_roots
 
 _DIGITS = re.compile(r"(\d+)")
+#: Bounds on one scan (a symlink maze, a folder of millions of entries): depth, entries listed
+#: (folders and skipped files too) and seconds (OCRJOBS_FOLDER_SCAN_S).
+MAX_DEPTH = 64
+MAX_ENTRIES = int(os.environ.get("OCRJOBS_MAX_FOLDER_ENTRIES", 1_000_000))
+MAX_SCAN_S = 60.0
 
 
 @dataclass
@@ -52,7 +58,7 @@ def scan(folder: str | os.PathLike[str]) -> Scan:
     if not real.is_dir():
         raise SubmitError(f"{path} is not a folder" if real.exists() else f"no such folder: {path}")
     out = Scan()
-    _walk(real, "", roots, {real}, out)
+    _walk(real, "", roots, _Bounds(path), out)
     if not out.files and not out.refused:
         raise SubmitError(f"no images or PDFs below {path} ({out.skipped} other files skipped)")
     out.files.sort(key=lambda f: natural_key(f[0]))
@@ -60,35 +66,67 @@ def scan(folder: str | os.PathLike[str]) -> Scan:
     return out
 
 
-def _walk(directory: Path, prefix: str, roots: list[Path], seen: set[Path], out: Scan) -> None:
+class _Bounds:
+    """What one scan may cost: a symlink maze or a folder of millions of entries is refused with
+    a message, never walked for minutes. Each real folder is walked once, however many links
+    lead to it (a "diamond" of links doubles the paths at each level; walking them is 2^depth)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.entries = 0
+        self.deadline = time.monotonic() + config.env_float("OCRJOBS_FOLDER_SCAN_S", MAX_SCAN_S)
+        self.walked: set[Path] = set()
+
+    def tick(self) -> None:
+        self.entries += 1
+        if self.entries > MAX_ENTRIES:
+            self.refuse(f"it holds more than {MAX_ENTRIES:,} files and folders")
+        if self.entries % 1000 == 0 and time.monotonic() > self.deadline:
+            self.refuse(f"listing it took more than {config.env_float('OCRJOBS_FOLDER_SCAN_S', MAX_SCAN_S):.0f} s")
+
+    def refuse(self, why: str) -> None:
+        raise SubmitError(f"folder {self.path} refused: {why}; submit its subfolders one by one")
+
+
+def _walk(directory: Path, prefix: str, roots: list[Path], bounds: _Bounds, out: Scan, depth: int = 0) -> None:
+    if depth > MAX_DEPTH:
+        bounds.refuse(f"{prefix.rstrip('/')} is more than {MAX_DEPTH} folders deep")
+    bounds.walked.add(directory)
     try:
-        entries = list(os.scandir(directory))
+        it = os.scandir(directory)
     except OSError as e:
         out.refused.append((prefix.rstrip("/") or ".", f"folder cannot be read: {e.strerror or e}"))
         return
-    for entry in entries:
-        if entry.name.startswith("."):  # .DS_Store, ._AppleDouble, .git: never scans
-            continue
-        rel = prefix + entry.name
-        target = Path(entry.path)
-        if entry.is_symlink():
-            try:
-                target = under_roots(target, roots)
-            except InputError:
-                out.refused.append((rel, f"symbolic link to {os.path.realpath(entry.path)} leaves the allowed folders"))
-                continue
-            if not target.exists():
-                out.refused.append((rel, "broken symbolic link"))
-                continue
-        if target.is_dir():
-            if target not in seen:  # a link back up the tree would loop forever
-                _walk(target, rel + "/", roots, seen | {target}, out)
-        elif Path(entry.name).suffix.lower() in MEDIA_EXTS:
-            out.files.append((rel, target))
-            if len(out.files) > config.MAX_FOLDER_FILES:
-                raise SubmitError(
-                    f"more than {config.MAX_FOLDER_FILES} images and PDFs below the folder "
-                    "(OCRJOBS_MAX_FOLDER_FILES); submit its subfolders one by one"
-                )
-        else:
-            out.skipped += 1
+    with it:
+        for entry in it:
+            bounds.tick()
+            _entry(entry, prefix, roots, bounds, out, depth)
+
+
+def _entry(entry: os.DirEntry[str], prefix: str, roots: list[Path], bounds: _Bounds, out: Scan, depth: int) -> None:
+    if entry.name.startswith("."):  # .DS_Store, ._AppleDouble, .git: never scans
+        return
+    rel = prefix + entry.name
+    target = Path(entry.path)
+    if entry.is_symlink():
+        try:
+            target = under_roots(target, roots)
+        except InputError:
+            out.refused.append((rel, f"symbolic link to {os.path.realpath(entry.path)} leaves the allowed folders"))
+            return
+        if not target.exists():
+            out.refused.append((rel, "broken symbolic link"))
+            return
+    if target.is_dir():
+        real = Path(os.path.realpath(target))
+        if real not in bounds.walked:  # a link back up the tree, or a second way to the same folder
+            _walk(real, rel + "/", roots, bounds, out, depth + 1)
+    elif Path(entry.name).suffix.lower() in MEDIA_EXTS:
+        out.files.append((rel, target))
+        if len(out.files) > config.MAX_FOLDER_FILES:
+            raise SubmitError(
+                f"more than {config.MAX_FOLDER_FILES} images and PDFs below the folder "
+                "(OCRJOBS_MAX_FOLDER_FILES); submit its subfolders one by one"
+            )
+    else:
+        out.skipped += 1

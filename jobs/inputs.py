@@ -24,6 +24,8 @@ MEDIA_EXTS = IMAGE_EXTS | PDF_EXTS
 SUPPORTED = sorted(IMAGE_EXTS | PDF_EXTS | ZIP_EXTS)
 
 Item = dict[str, Any]
+#: Bytes extracted so far for each job being built (its temporary folder): the ZIP limit is per job.
+_spent: dict[str, int] = {}
 #: What zipfile raises on a damaged archive or entry (bad headers, names, data, or methods).
 ZIP_ERRORS = (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError, zlib.error)
 
@@ -110,27 +112,16 @@ def expand_zip(job_dir: Path, path: Path, source: str) -> list[Item]:
     except ZIP_ERRORS as e:
         return [_error_item(source, rel, f"not a readable ZIP ({e})", kind="zip")]
     with zf:
+        why = too_many_entries(zf)
+        if why:
+            return [_error_item(source, rel, why, "zip")]
         infos = [i for i in zf.infolist() if not i.is_dir()]
         declared = sum(i.file_size for i in infos)
-        if len(infos) > config.MAX_ZIP_ENTRIES:
-            return [
-                _error_item(
-                    source, rel, f"ZIP has {len(infos)} files, above the limit of {config.MAX_ZIP_ENTRIES}", "zip"
-                )
-            ]
-        if declared > config.MAX_ZIP_BYTES:
-            return [
-                _error_item(
-                    source,
-                    rel,
-                    f"ZIP would expand to {size_text(declared)}, above the {size_text(config.MAX_ZIP_BYTES)} limit "
-                    "(a zip bomb, or split it into smaller archives)",
-                    "zip",
-                )
-            ]
+        left = budget_left(job_dir)
+        if declared > left:
+            return [_error_item(source, rel, f"ZIP would expand to {size_text(declared)}, {_over(left)}", "zip")]
         out_root = path.with_name(path.name + ".d")
         items: list[Item] = []
-        budget = config.MAX_ZIP_BYTES
         for n, info in enumerate(sorted(infos, key=lambda i: i.filename)):
             member_source = f"{source}/{info.filename}"
             why = unsafe_member(info)
@@ -146,7 +137,11 @@ def expand_zip(job_dir: Path, path: Path, source: str) -> list[Item]:
             dest = out_root / f"{n:05d}{ext}"
             dest.parent.mkdir(parents=True, exist_ok=True)
             try:
-                budget -= extract_bounded(zf, info, dest, budget)
+                not_it = sniff_member(zf, info)
+                if not_it:
+                    items.append(_error_item(member_source, rel, f"{not_it}; nothing was extracted for it"))
+                    continue
+                extract_for_job(zf, info, dest, job_dir)
             except ZIP_ERRORS as e:
                 dest.unlink(missing_ok=True)
                 if is_disk_full(e):
@@ -157,6 +152,71 @@ def expand_zip(job_dir: Path, path: Path, source: str) -> list[Item]:
         if not items:
             return [_error_item(source, rel, "ZIP contains no files", kind="zip")]
         return items
+
+
+def budget_left(job_dir: Path) -> int:
+    """Bytes the job being built in ``job_dir`` may still extract: one OCRJOBS_MAX_ZIP_BYTES for all
+    its ZIPs together (a limit per ZIP let ten ZIPs write ten times as much)."""
+    return config.MAX_ZIP_BYTES - _spent.get(str(job_dir), 0)
+
+
+def _over(left: int) -> str:
+    limit = size_text(config.MAX_ZIP_BYTES)
+    full = left >= config.MAX_ZIP_BYTES
+    of = f"the {limit} limit" if full else f"the {size_text(left)} left of the job's {limit} limit"
+    return f"above {of} (OCRJOBS_MAX_ZIP_BYTES; a zip bomb, or split it into smaller archives)"
+
+
+def extract_for_job(zf: zipfile.ZipFile, info: zipfile.ZipInfo, dest: Path, job_dir: Path) -> int:
+    """Extract one member within what is left of the job's budget; its declared size is checked
+    first, so a member that says it is too large is refused without writing a byte."""
+    left = budget_left(job_dir)
+    if info.file_size > left:
+        raise ValueError(f"it would expand to {size_text(info.file_size)}, {_over(left)}")
+    written = extract_bounded(zf, info, dest, left)
+    _spent[str(job_dir)] = _spent.get(str(job_dir), 0) + written
+    return written
+
+
+def too_many_entries(zf: zipfile.ZipFile) -> str | None:
+    """Every entry counts, folders too: a million empty folders cost as much to list as files."""
+    infos = zf.infolist()
+    if len(infos) <= config.MAX_ZIP_ENTRIES:
+        return None
+    dirs = sum(1 for i in infos if i.is_dir())
+    what = f"{len(infos) - dirs} files and {dirs} folders" if dirs else f"{len(infos)} files"
+    return f"ZIP has {what}, above the limit of {config.MAX_ZIP_ENTRIES} (OCRJOBS_MAX_ZIP_ENTRIES)"
+
+
+#: How each accepted kind of file starts, checked through the ZIP stream before extracting.
+_MAGIC: dict[str, tuple[bytes, ...]] = {
+    ".png": (b"\x89PNG\r\n\x1a\n",),
+    ".jpg": (b"\xff\xd8\xff",),
+    ".jpeg": (b"\xff\xd8\xff",),
+    ".bmp": (b"BM",),
+    ".webp": (b"RIFF",),
+    ".tif": (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"),
+    ".tiff": (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"),
+    ".zip": (b"PK\x03\x04", b"PK\x05\x06"),
+}
+_KIND = {".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF"}
+
+
+def sniff_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> str | None:
+    """Why the member is not the kind of file its name says (read from its first bytes), or None."""
+    ext = PurePosixPath(info.filename).suffix.lower()
+    with zf.open(info) as src:
+        head = src.read(1024)
+    if ext in PDF_EXTS:
+        ok = b"%PDF-" in head  # a PDF may have a few bytes of junk before its header
+    elif ext == ".webp":
+        ok = head.startswith(b"RIFF") and head[8:12] == b"WEBP"
+    else:
+        ok = head.startswith(_MAGIC.get(ext, (b"",)))
+    if ok:
+        return None
+    kind = _KIND.get(ext, ext.lstrip(".").upper())
+    return f"not a {kind} file (its first bytes are {head[:8]!r}), whatever its name says"
 
 
 def extract_bounded(zf: zipfile.ZipFile, info: zipfile.ZipInfo, dest: Path, budget: int) -> int:

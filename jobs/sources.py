@@ -18,7 +18,7 @@ from pathlib import Path, PurePosixPath
 from jobs import config
 from jobs.atomic import is_disk_full
 from jobs.errors import InputError, SubmitError
-from jobs.inputs import MEDIA_EXTS, ZIP_ERRORS, extract_bounded, unsafe_member
+from jobs.inputs import MEDIA_EXTS, ZIP_ERRORS, extract_for_job, sniff_member, too_many_entries, unsafe_member
 
 _WINDOWS = re.compile(r"^(?:[A-Za-z]:[\\/]|\\\\)")
 
@@ -45,13 +45,16 @@ class Resolver:
         self.roots = config.allowed_roots()
         self.zip: zipfile.ZipFile | None = None
         self._done: dict[str, Path] = {}
-        self._budget = config.MAX_ZIP_BYTES
         if images_zip is not None:
             try:
                 self.zip = zipfile.ZipFile(images_zip)
                 infos = [i for i in self.zip.infolist() if not i.is_dir()]
             except ZIP_ERRORS as e:
                 raise SubmitError(f"cannot read the images ZIP {images_zip.name}: {e}; is the file complete?") from None
+            too_many = too_many_entries(self.zip)
+            if too_many:
+                self.zip.close()
+                raise SubmitError(f"the images ZIP {images_zip.name}: {too_many}")
             self.zip_name = images_zip.name
             self.members = {_norm(i.filename): i for i in infos}
             self.folded: dict[str, list[zipfile.ZipInfo]] = {}
@@ -112,7 +115,10 @@ class Resolver:
             )
             dest.parent.mkdir(parents=True, exist_ok=True)
             try:
-                self._budget -= extract_bounded(self.zip, info, dest, self._budget)
+                not_it = sniff_member(self.zip, info)
+                if not_it:
+                    raise InputError(f"ZIP entry {info.filename!r} is {not_it}; nothing was extracted for it")
+                extract_for_job(self.zip, info, dest, self.job_dir)
             except ZIP_ERRORS as e:
                 dest.unlink(missing_ok=True)
                 if is_disk_full(e):

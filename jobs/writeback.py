@@ -14,8 +14,9 @@ from copy import copy
 from pathlib import Path
 from typing import Any
 
-from jobs.errors import OcrJobsError
+from jobs.errors import OcrJobsError, SubmitError
 from jobs.export import Tracker, csv_safe, excel_value, info_sheet, neutralise, write_only_cell
+from jobs.workbook_limits import check_cells, check_workbook
 
 RESULT_HEADERS = ("OCR text", "OCR status", "OCR error")
 _WIDTHS = (60, 12, 40)
@@ -71,6 +72,10 @@ def _workbook(
 
     if not src.is_file():
         raise OcrJobsError(f"the job's copy of the workbook is missing ({src}); export as json or txt instead")
+    try:  # the copy keeps every sheet, so the whole workbook is loaded: bound what that costs
+        check_cells(table.get("file") or src.name, check_workbook(src), "the xlsx export")
+    except SubmitError as e:
+        raise OcrJobsError(f"{e}; export as csv (the chosen sheet only) or json instead") from None
     wb = openpyxl.load_workbook(src, keep_vba=keep_vba, rich_text=True)  # formulas kept, not cached values
     ws = wb[table["sheet"]]
     col = int(table["column_index"])
