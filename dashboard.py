@@ -1,7 +1,8 @@
 """ocrjobs dashboard: routes between the pages and shows runner health in the sidebar.
 
-Run with `make run`. The dashboard only reads the store and writes requests; the runner does
-all OCR, so nothing here blocks on a model.
+Run with `make run` or `python -m jobs.dashboard_gate`: the gate (jobs/dashboard_gate.py) keeps
+uploads and downloads behind OCRJOBS_DASHBOARD_PASSWORD too. The dashboard only reads the store and
+writes requests; the runner does all OCR, so nothing here blocks on a model.
 """
 
 from __future__ import annotations
@@ -9,10 +10,13 @@ from __future__ import annotations
 import streamlit as st
 
 from jobs.health import check
-from pages.common import PAGE_HEALTH, PAGE_JOB, PAGE_JOBS, PAGE_SUBMIT, get_store, password_ok
+from pages.common import PAGE_HEALTH, PAGE_JOB, PAGE_JOBS, PAGE_SUBMIT, get_store, logged_in, login_pages
 
 st.set_page_config(page_title="ocrjobs", page_icon=":material/document_scanner:", layout="wide")
-if not password_ok():
+if not logged_in():
+    # Always route through st.navigation: a session without the password gets a navigation holding
+    # only the login page (under each page's URL), so no URL (/job, /job_page, /common...) runs a page file.
+    st.navigation(login_pages(), position="hidden").run()
     st.stop()
 
 page = st.navigation([PAGE_JOBS, PAGE_SUBMIT, PAGE_JOB, PAGE_HEALTH])

@@ -5,15 +5,14 @@ The dashboard reads the store and writes requests; it never imports an engine or
 
 from __future__ import annotations
 
-import hmac
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 import streamlit as st
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-from jobs import Job, Store
+from jobs import Job, Store, dashboard_gate
 from jobs.status import JobStatus
 
 HERE = Path(__file__).parent
@@ -37,18 +36,57 @@ def get_store() -> Store:
     return _store(str(config.state_dir()))
 
 
-def password_ok() -> bool:
-    """Optional shared password (OCRJOBS_DASHBOARD_PASSWORD) for a team that exposes the port."""
-    expected = os.environ.get("OCRJOBS_DASHBOARD_PASSWORD")
-    if not expected or st.session_state.get("authenticated"):
+def logged_in() -> bool:
+    """Whether this session may see the dashboard: no password set, or it gave the password to a
+    dashboard started through the gate (``python -m jobs.dashboard_gate``, ``make run``)."""
+    if not dashboard_gate.password():
         return True
-    given = st.text_input("Password", type="password")
-    if given:
-        if hmac.compare_digest(given.encode(), expected.encode()):
-            st.session_state["authenticated"] = True
-            st.rerun()
+    ctx = get_script_run_ctx()
+    return dashboard_gate.installed() and dashboard_gate.logged_in(ctx.session_id if ctx else None)
+
+
+def require_login() -> None:
+    """The first line of every page file: a second wall behind dashboard.py's navigation."""
+    if not logged_in():
+        st.stop()
+
+
+def login() -> None:
+    """The only page a session without the password can reach (OCRJOBS_DASHBOARD_PASSWORD)."""
+    st.title("ocrjobs")
+    if not dashboard_gate.installed():
+        st.error(
+            "This dashboard has a password, so it only serves when started through its gate: "
+            "`make run` or `python -m jobs.dashboard_gate`, not `streamlit run dashboard.py`."
+        )
+        return
+    with st.form("login"):
+        given = st.text_input("Password", type="password")
+        submitted = st.form_submit_button("Log in")
+    if not submitted or not given:
+        return
+    try:
+        ok = dashboard_gate.check_password(given, dashboard_gate.password() or "")
+    except dashboard_gate.GateError as e:
+        st.error(str(e))
+        return
+    if not ok:
         st.error("Wrong password.")
-    return False
+        return
+    ctx = get_script_run_ctx()
+    if ctx is not None:
+        dashboard_gate.log_in(ctx.session_id, dict(st.context.cookies))
+    st.rerun()
+
+
+PAGE_LOGIN = st.Page(login, title="Log in", icon=":material/lock:", url_path="login", default=True)
+
+
+def login_pages() -> list[Any]:
+    """The navigation of a session without the password: the login page, under every page's URL too,
+    so a link to /job?id=... asks for the password and then opens that job."""
+    aliases = [st.Page(login, title="Log in", url_path=p.url_path) for p in (PAGE_SUBMIT, PAGE_JOB, PAGE_HEALTH)]
+    return [PAGE_LOGIN, *aliases]
 
 
 def age(seconds: float | None) -> str:
@@ -83,10 +121,11 @@ def job_row(job: Job, now: float | None = None) -> dict[str, Any]:
 def request(store: Store, job_id: str, kind: str) -> None:
     """Write a request and say what happens next; a vanished job is a message, not a crash."""
     from jobs.errors import OcrJobsError
+    from pages.literal import md_text
 
     try:
         store.request(job_id, kind)
     except OcrJobsError as e:
-        st.error(str(e))
+        st.error(md_text(str(e)))
         return
     st.toast(f"{kind} requested for {job_id}: a runner applies it at the next item boundary")

@@ -10,8 +10,10 @@ import streamlit as st
 
 from jobs.health import check
 from jobs.heartbeat import read_history
-from pages.common import age, get_store
+from pages.common import age, get_store, require_login
+from pages.literal import md_text
 
+require_login()  # the password gate, before anything reads the store
 store = get_store()
 st.title("Health")
 
@@ -20,8 +22,8 @@ st.title("Health")
 def live() -> None:
     report = check(store)
     {"ok": st.success, "degraded": st.warning, "down": st.error}[report["status"]](f"Status: **{report['status']}**")
-    for reason in report["reasons"]:
-        st.warning(reason)
+    for reason in report["reasons"]:  # they name runners, hosts, GPUs and paths from heartbeat files
+        st.warning(md_text(reason))
 
     st.subheader("Runners")
     if report["runners"]:
@@ -47,10 +49,12 @@ def live() -> None:
     for r in alive:
         if r.get("ray"):
             ray = r["ray"]
-            st.subheader(f"Ray cluster ({r['id']})")
+            st.subheader(f"Ray cluster ({md_text(r['id'])})")
             st.caption(
-                f"{ray.get('nodes_alive', 0)} of {len(ray.get('nodes') or [])} nodes alive, "
-                f"{ray.get('actors_alive', 0)} of {len(ray.get('actors') or [])} actors up"
+                md_text(
+                    f"{ray.get('nodes_alive', 0)} of {len(ray.get('nodes') or [])} nodes alive, "
+                    f"{ray.get('actors_alive', 0)} of {len(ray.get('actors') or [])} actors up"
+                )
             )
             st.dataframe(ray.get("nodes") or [], hide_index=True)
             st.dataframe(ray.get("actors") or [], hide_index=True)
@@ -91,7 +95,7 @@ def live() -> None:
     c[1].metric("RAM used", f"{mem.percent:.0f} %")
     c[2].metric("Disk free (job folder)", f"{100 * disk.free / disk.total:.1f} %")
     c[3].metric("Backlog (items)", report["backlog_items"])
-    st.caption("Jobs by status: " + ", ".join(f"{k} {v}" for k, v in report["jobs"].items() if v))
+    st.caption("Jobs by status: " + md_text(", ".join(f"{k} {v}" for k, v in report["jobs"].items() if v)))
 
 
 live()

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import base64
-import io
 import time
 from collections import Counter
 from typing import Any
 
 import streamlit as st
 
+from jobs import config
 from jobs.diagnose import diagnose
-from jobs.errors import JobNotFound
+from jobs.errors import JobNotFound, OcrJobsError
 from jobs.export import FORMATS, render
+from jobs.job import JOB_ID
 from jobs.status import JobStatus
-from pages.common import ACTIVE, age, get_store, request
+from jobs.thumbnails import thumbnail_png
+from pages.common import ACTIVE, age, get_store, request, require_login
+from pages.literal import md_text
 
+require_login()  # the password gate, before anything reads the store
 store = get_store()
 PAGE_SIZE = 50
 
@@ -24,45 +28,24 @@ wanted = st.query_params.get("id") or (job_ids[0] if job_ids else None)
 if not wanted:
     st.info("No jobs yet.")
     st.stop()
+valid = bool(JOB_ID.fullmatch(wanted))  # the URL is anyone's: only a job id's shape is used or shown as is
 job_id = st.selectbox(
-    "Job", job_ids, index=job_ids.index(wanted) if wanted in job_ids else None, placeholder=f"{wanted} (not found)"
+    "Job",
+    job_ids,
+    index=job_ids.index(wanted) if wanted in job_ids else None,
+    placeholder=f"{wanted} (not found)" if valid else "(not a job id)",
 )
 if job_id is None:
-    st.error(f"Job {wanted} does not exist (deleted, or a wrong link).")
+    what = wanted if valid else f"{wanted[:100]!r} (not a job id)"
+    st.error(f"Job {md_text(what)} does not exist (deleted, or a wrong link).")
     st.stop()
 st.query_params["id"] = job_id
 
 
-@st.cache_data(max_entries=2000, show_spinner=False)
-def thumbnail(job_id: str, path: str, page: int | None, kind: str) -> str | None:
-    """A small data-URI preview of an item's input (never the full image in the browser)."""
-    from PIL import Image
-
-    try:
-        src = store.job_dir(job_id) / path
-        if kind == "pdf":
-            import pypdfium2 as pdfium
-
-            doc = pdfium.PdfDocument(str(src))
-            im = doc[int(page or 1) - 1].render(scale=0.3).to_pil()
-            doc.close()
-        else:
-            im = Image.open(src)
-            if page:
-                im.seek(page - 1)
-        im = im.convert("RGB")
-        im.thumbnail((160, 160))
-        buf = io.BytesIO()
-        im.save(buf, format="PNG")
-        return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
-    except Exception:  # noqa: BLE001 - a broken input simply has no preview
-        return None
-
-
-def preview(item: dict[str, Any]) -> str | None:
-    if item.get("error") or not item.get("path"):
-        return None
-    return thumbnail(job_id, item["path"], item.get("page"), item.get("kind", "image"))
+def preview(item: dict[str, Any], dpi: int) -> str | None:
+    """A <= 160 px data-URI preview (jobs/thumbnails.py: confined, size-limited, cached in the job folder)."""
+    png = thumbnail_png(store.job_dir(job_id), item, dpi)
+    return "data:image/png;base64," + base64.b64encode(png).decode() if png else None
 
 
 def throughput(events: list[dict[str, Any]]) -> dict[str, list[Any]]:
@@ -99,26 +82,28 @@ def live() -> None:
     m[2].metric("timed out", p["timed_out"])
     m[3].metric("items/s", p["items_per_s"] or "—")
     if job.state.get("error"):
-        st.warning(job.state["error"])
+        st.warning(md_text(job.state["error"]))
     if job.status == JobStatus.PAUSED and job.state.get("reason") == "engine_changed":  # see jobs/pinning.py
         if st.button("Resume, accepting the engine change", key="accept-engine-change"):
             try:
                 store.request(job.id, "resume", accept_engine_change=True)
             except JobNotFound:
                 st.error(f"Job {job.id} was deleted.")
+            except OcrJobsError as e:
+                st.error(md_text(str(e)))
             else:
                 st.toast(f"resume (accepting the engine change) requested for {job.id}")
     pending = [r["kind"] for _, r in store.pending_requests(job.id)]
     if pending:
-        st.info(f"Requested, waiting for a runner: {', '.join(pending)}")
+        st.info(f"Requested, waiting for a runner: {md_text(', '.join(map(str, pending)))}")
     events = store.events(job.id)
     if job.status == JobStatus.RUNNING:
         diag = diagnose(store, job.id)
         if diag.stuck:
             with st.container(border=True):
-                st.error(f"**{diag.diagnosis.capitalize()}**: {diag.summary}")
+                st.error(f"**{md_text(diag.diagnosis.capitalize())}**: {md_text(diag.summary)}")
                 for tip in diag.suggestions:
-                    st.markdown(f"- {tip}")
+                    st.markdown(f"- {md_text(tip)}")
                 with st.expander("Evidence"):
                     st.json(diag.evidence)
     chart = throughput(events)
@@ -163,11 +148,12 @@ st.subheader("Results")
 pages = max(1, -(-len(items) // PAGE_SIZE))
 page_no = st.number_input("Page", 1, pages, 1) if pages > 1 else 1
 manifest = {m["index"]: m for m in store.manifest(job_id)}
+dpi = job.spec.get("dpi") if isinstance(job.spec.get("dpi"), int) else config.DEFAULT_DPI
 shown = items[(page_no - 1) * PAGE_SIZE : page_no * PAGE_SIZE]
 st.dataframe(
     [
         {
-            "preview": preview(manifest.get(i["index"], {})),
+            "preview": preview(manifest.get(i["index"], {}), dpi),
             "#": i["index"],
             "source": i["source"],
             "page": i.get("page"),

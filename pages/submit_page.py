@@ -8,12 +8,15 @@ from pathlib import Path
 import streamlit as st
 
 from jobs import config, excel
-from jobs.engines.registry import ENGINES
+from jobs.engines import allow
+from jobs.engines.allow import HOW_TO_ALLOW
 from jobs.errors import OcrJobsError
 from jobs.inputs import SUPPORTED
 from jobs.submit import JobSpec, submit, submit_table
-from pages.common import PAGE_JOB, get_store
+from pages.common import PAGE_JOB, get_store, require_login
+from pages.literal import md_text
 
+require_login()  # the password gate, before anything reads the store
 store = get_store()
 st.title("Submit")
 
@@ -25,9 +28,22 @@ uploads = st.file_uploader(
     "for a workbook, every row of the column you choose.",
 )
 c1, c2 = st.columns(2)
-engine = c1.selectbox("Engine", [*ENGINES, "custom (import path)"], index=list(ENGINES).index(config.DEFAULT_ENGINE))
-if engine == "custom (import path)":
-    engine = c1.text_input("Engine import path", placeholder="package.module:ClassName").strip()
+try:  # only what this dashboard's runners' operator allowed (OCRJOBS_ALLOWED_ENGINES, entry points)
+    allowed, modules = allow.choices(), [w.removesuffix(":*") for w in allow.wildcards()]
+except OcrJobsError as e:
+    st.error(str(e))
+    st.stop()
+OTHER = "custom (import path)"  # offered only for a package.module:* entry
+engine = c1.selectbox(
+    "Engine", [*allowed, *([OTHER] if modules else [])], index=allowed.index(config.DEFAULT_ENGINE), help=HOW_TO_ALLOW
+)
+if engine == OTHER:
+    engine = c1.text_input("Engine import path", placeholder=f"{modules[0]}:ClassName").strip()
+    try:
+        if engine:
+            allow.resolve(engine)
+    except OcrJobsError as e:
+        st.error(str(e))
 priority = c2.number_input("Priority (higher runs first)", value=config.DEFAULT_PRIORITY, step=1)
 c3, c4 = st.columns(2)
 item_timeout = c3.number_input(
@@ -66,12 +82,12 @@ def _inspect(name: str, data: bytes, header_row: int) -> dict:
 book = next((u for u in uploads or [] if Path(u.name).suffix.lower() in excel.TABLE_EXTS), None)
 table: dict = {}
 if book is not None:
-    st.subheader(f"Workbook {book.name}")
+    st.subheader(f"Workbook {md_text(book.name)}")
     header_row = int(st.number_input("Header row (0: no header)", min_value=0, max_value=10_000, value=1))
     try:
         info = _inspect(book.name, book.getvalue(), header_row)
     except OcrJobsError as e:
-        st.error(str(e))
+        st.error(md_text(e))  # it may quote sheet names and cells
     else:
         sheets = {sh["name"]: sh for sh in info["sheets"]}
         sheet = sheets[st.selectbox("Sheet", list(sheets))]
@@ -117,7 +133,7 @@ if st.button("Submit", type="primary", disabled=not uploads):
             else:
                 job_id = submit(store, paths, spec, priority=int(priority))
         except OcrJobsError as e:
-            st.error(str(e))
+            st.error(md_text(e))  # it may quote file and ZIP member names
         else:
             st.session_state["last_submitted"] = job_id
 

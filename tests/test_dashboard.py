@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import json
 import time
 from pathlib import Path
@@ -166,11 +167,84 @@ def test_job_page_shows_the_diagnosis_of_an_orphaned_job(store: Store) -> None:
     assert any("Orphaned" in e.value for e in at.error), [e.value for e in at.error]
 
 
-def test_the_shared_password_gates_every_page(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+def gate(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The dashboard as `python -m jobs.dashboard_gate` starts it, with no session logged in yet."""
+    from jobs import dashboard_gate
+
+    monkeypatch.setattr(dashboard_gate._state, "installed", True)
+    monkeypatch.setattr(dashboard_gate._state, "sessions", {})
+    monkeypatch.setattr(dashboard_gate, "FAILURE_DELAY_S", 0.0)
+
+
+def test_the_shared_password_gates_every_page(store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    gate(monkeypatch)
+    monkeypatch.setenv("OCRJOBS_DASHBOARD_PASSWORD", "s3cret")
+    job_id = finished_job(store, tmp_path)
+    at = AppTest.from_file(str(REPO / "dashboard.py"), default_timeout=30)
+    at.query_params["id"] = job_id
+    at.run()
+    assert [t.value for t in at.title] == ["ocrjobs"] and at.text_input[0].label == "Password"
+    with pytest.raises(ValueError, match="Could not find a navigation page"):
+        at.switch_page("pages/job_page.py")  # not routed at all before the password
+    at.text_input[0].set_value("wrong")
+    at.button[0].click().run()
+    assert at.error[0].value == "Wrong password." and [t.value for t in at.title] == ["ocrjobs"]
+    at.text_input[0].set_value("s3cret")
+    at.button[0].click().run()
+    assert [t.value for t in at.title] == ["Jobs"]
+
+
+@pytest.mark.parametrize("page", ["job_page", "jobs_page", "submit_page", "health_page"])
+def test_every_page_file_asks_for_the_password_itself(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, page: str
+) -> None:
+    """The second wall: a page file run on its own (as Streamlit's automatic pages/ routes did) shows nothing."""
+    gate(monkeypatch)
+    job_id = finished_job(store, tmp_path)
+    at = AppTest.from_file(str(REPO / "pages" / f"{page}.py"), default_timeout=30)
+    at.query_params["id"] = job_id
+    assert at.run().main.children  # without a password the page renders
+    monkeypatch.setenv("OCRJOBS_DASHBOARD_PASSWORD", "s3cret")
+    at = AppTest.from_file(str(REPO / "pages" / f"{page}.py"), default_timeout=30)
+    at.query_params["id"] = job_id
+    assert not at.run().main.children and not at.exception
+
+
+def test_a_password_protected_dashboard_started_without_its_gate_serves_nothing(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`streamlit run dashboard.py` would leave uploads and downloads ungated: it must not serve."""
     monkeypatch.setenv("OCRJOBS_DASHBOARD_PASSWORD", "s3cret")
     at = AppTest.from_file(str(REPO / "dashboard.py"), default_timeout=30).run()
-    assert not at.title and at.text_input[0].label == "Password"
-    at.text_input[0].set_value("wrong").run()
-    assert at.error[0].value == "Wrong password." and not at.title
-    at.text_input[0].set_value("s3cret").run()
-    assert [t.value for t in at.title] == ["Jobs"]
+    assert "python -m jobs.dashboard_gate" in at.error[0].value and not at.text_input
+    at = AppTest.from_file(str(REPO / "pages" / "jobs_page.py"), default_timeout=30).run()
+    assert not at.main.children and not at.exception
+
+
+def test_wrong_passwords_in_bulk_lock_every_login_out_for_a_while(monkeypatch: pytest.MonkeyPatch) -> None:
+    from jobs import dashboard_gate
+
+    monkeypatch.setattr(dashboard_gate, "FAILURE_DELAY_S", 0.0)
+    monkeypatch.setattr(dashboard_gate._state, "failures", collections.deque())
+    assert dashboard_gate.check_password("s3cret", "s3cret")
+    for _ in range(dashboard_gate.MAX_FAILURES):
+        assert not dashboard_gate.check_password("guess", "s3cret")
+    with pytest.raises(dashboard_gate.GateError, match="Too many wrong passwords"):
+        dashboard_gate.check_password("s3cret", "s3cret")
+    monkeypatch.setattr(dashboard_gate, "LOCKOUT_WINDOW_S", 0.0)  # the window has passed
+    assert dashboard_gate.check_password("s3cret", "s3cret")
+
+
+def test_the_gate_survives_streamlit_reimporting_an_edited_module(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Streamlit drops edited modules of the app's folder from sys.modules while it serves."""
+    import importlib
+    import sys
+
+    from jobs import dashboard_gate
+
+    gate(monkeypatch)
+    dashboard_gate.log_in("session-1", {})
+    monkeypatch.delitem(sys.modules, "jobs.dashboard_gate")  # both put back after the test
+    monkeypatch.setattr(sys.modules["jobs"], "dashboard_gate", dashboard_gate)
+    fresh = importlib.import_module("jobs.dashboard_gate")
+    assert fresh is not dashboard_gate and fresh.installed() and fresh.logged_in("session-1")
