@@ -14,7 +14,7 @@ CJK_FONT := /usr/share/fonts/truetype/wqy/wqy-zenhei.ttc
 setup: $(STAMP) system-deps
 
 # Re-installs only when a requirements file changes, so a second `make setup` is quick.
-$(STAMP): requirements.txt requirements-dev.txt requirements-ray.txt
+$(STAMP): requirements.txt requirements-dev.txt requirements-ray.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	if ! command -v nvidia-smi >/dev/null 2>&1; then \
@@ -22,6 +22,8 @@ $(STAMP): requirements.txt requirements-dev.txt requirements-ray.txt
 		$(PY) -m pip install -q "$(CPU_TORCH)"; \
 	fi
 	$(PY) -m pip install -q -r requirements.txt -r requirements-dev.txt -r requirements-ray.txt
+	# this project, editable: the `ocrjobs` command ($(VENV)/bin/ocrjobs), run from any folder
+	$(PY) -m pip install -q --no-build-isolation --no-deps -e .
 	touch $(STAMP)
 
 # Debian packages: a CJK font to render Chinese test pages, chromium for the browser test
@@ -50,12 +52,15 @@ system-deps:
 		fi; \
 	fi
 
+# The job folder for the whole recipe, absolute: the runner, the dashboard and whatever they start read it.
+run runner: export OCRJOBS_STATE := $(abspath $(STATE))
+
 run: setup
 	@mkdir -p $(STATE)
 	@echo "runner + dashboard on http://$(HOST):$(PORT) (job folder: $(STATE)); Ctrl-C stops both"
 	@$(PY) runner.py --state $(STATE) & runner=$$!; \
 	trap 'kill $$runner 2>/dev/null; wait $$runner' EXIT INT TERM; \
-	OCRJOBS_STATE=$(STATE) $(PY) -m jobs.dashboard_gate --server.address $(HOST) --server.port $(PORT) \
+	$(PY) -m jobs.dashboard_gate --server.address $(HOST) --server.port $(PORT) \
 		--server.headless true --browser.gatherUsageStats false
 
 runner: setup

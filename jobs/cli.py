@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from jobs import config
-from jobs.errors import OcrJobsError
+from jobs.errors import JobDamaged, JobNotFound, OcrJobsError
 from jobs.status import JobStatus
 from jobs.store import Job, Store
 from jobs.terminal import safe
@@ -25,7 +25,8 @@ def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--state", default=argparse.SUPPRESS, help="job folder (default: $OCRJOBS_STATE or ./state)")
     common.add_argument("--json", action="store_true", help="machine-readable output")
-    p = argparse.ArgumentParser(prog="python -m jobs", description="ocrjobs: crash-safe batch OCR jobs")
+    prog = "python -m jobs" if sys.argv[0].endswith("__main__.py") else "ocrjobs"
+    p = argparse.ArgumentParser(prog=prog, description="ocrjobs: crash-safe batch OCR jobs")
     p.add_argument("--state", default=None, help=argparse.SUPPRESS)
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -207,14 +208,14 @@ def _wait(store: Store, job_id: str, quiet: bool) -> int:
                     print(f"{job.status.value}: {safe(job.state['error'])}", file=sys.stderr)
             return 0 if job.status == JobStatus.SUCCEEDED else 1
         if not warned and time.monotonic() - started > 10 and check(store)["status"] == "down":
-            print("\nwarning: no runner is alive; start one with `python runner.py`", file=sys.stderr)
+            print(f"\nwarning: no runner is alive in {store.root}; start one with `python runner.py`", file=sys.stderr)
             warned = True
         time.sleep(0.5)
 
 
 def cmd_list(store: Store, args: argparse.Namespace) -> int:
     jobs = store.list_jobs()
-    text = "\n".join(_summary(j) for j in jobs) if jobs else "no jobs"
+    text = "\n".join(_summary(j) for j in jobs) if jobs else f"no jobs in {store.root}"
     _print(args, [j.to_dict() for j in jobs], text)
     return 0
 
@@ -328,6 +329,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         store = Store(args.state)
         return COMMANDS[args.command](store, args)
+    except JobDamaged as e:
+        print(f"error: {safe(e)}", file=sys.stderr)
+        return 1
+    except JobNotFound as e:  # say where it looked: a wrong --state or $OCRJOBS_STATE is the usual cause
+        print(f"error: {safe(e)}; job folder: {safe(config.state_dir(args.state))}", file=sys.stderr)
+        return 1
     except OcrJobsError as e:
         print(f"error: {safe(e)}", file=sys.stderr)
         return 1

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from pathlib import Path
 from typing import Any
 
 from jobs import mounts
@@ -32,14 +33,14 @@ EXIT_CODES = {"ok": 0, "degraded": 1, "down": 2}
 Reasons = list[tuple[str, str]]  # (level, message)
 
 
-def _runner_rules(runners: list[dict[str, Any]], reasons: Reasons) -> None:
+def _runner_rules(runners: list[dict[str, Any]], reasons: Reasons, root: Path) -> None:
     for r in runners:
         if r["state"] == "stale":
             reasons.append(
                 ("degraded", f"runner {r['id']} heartbeat is {r['age_s']:.0f} s old: it is hung, stopped or overloaded")
             )
     if not any(r["state"] in ("alive", "stale") for r in runners):  # stale may recover; dead will not
-        reasons.append(("down", "no runner is alive: start one with `python runner.py` (or `make run`)"))
+        reasons.append(("down", f"no runner is alive in {root}: start one with `python runner.py` (or `make run`)"))
 
 
 def _disk_rules(store: Store, reasons: Reasons) -> dict[str, Any]:
@@ -139,7 +140,7 @@ def check(store: Store, now: float | None = None) -> dict[str, Any]:
     now = now if now is not None else time.time()
     reasons: Reasons = []
     runners = runner_states(store, now)
-    _runner_rules(runners, reasons)
+    _runner_rules(runners, reasons, store.root)
     disk = _disk_rules(store, reasons)
     reasons.extend(("degraded", msg) for msg in folder_problems(store.root))
     live = [r for r in runners if r["state"] != "dead"]

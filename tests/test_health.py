@@ -196,4 +196,5 @@ def test_a_killed_runner_leaves_health_down(state: Path, runners: Runners) -> No
     proc.wait(10)
     code, report = health_json(state)
     assert code == 2 and [r["state"] for r in report["runners"]] == ["dead"]
-    assert report["reasons"] == ["no runner is alive: start one with `python runner.py` (or `make run`)"]
+    why = f"no runner is alive in {state.resolve()}: start one with `python runner.py` (or `make run`)"
+    assert report["reasons"] == [why]
