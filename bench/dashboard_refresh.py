@@ -56,10 +56,10 @@ def populate(state: Path, n: int) -> str:
 
 
 def _journal(state: Path, job_id: str, status: str, sub: dict[str, object]) -> None:
-    """Tell the store's journal (jobs/queue_journal.py, where this tree has one) about a cloned job,
+    """Tell the store's journal (jobs/store/queue_journal.py, where this tree has one) about a cloned job,
     as submit would: the clones are written behind the store's back."""
     try:
-        from jobs import queue_journal
+        from jobs.store import queue_journal
     except ImportError:
         return
     queue_journal.append(state, job_id, status, sub.get("priority", 0), sub.get("created_at"))  # type: ignore[arg-type]

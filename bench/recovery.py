@@ -112,8 +112,8 @@ def _reap(proc: subprocess.Popen[bytes]) -> None:
 
 
 def one_run(work: Path, files: list[Path], lease_s: float, rng: random.Random, timeout: float = 120) -> Run:
-    from jobs.clock import wall
     from jobs.store import Store
+    from jobs.store.clock import wall
 
     work.mkdir(parents=True)
     state, engine_log = work / "state", work / "engine.log"

@@ -36,7 +36,7 @@ def _result(i: int) -> dict[str, Any]:
 
 def _seed(store: Any, template: str, n: int) -> None:
     """``n`` more queued jobs shaped exactly like the submitted ``template``, without its fsyncs."""
-    from jobs import queue_journal
+    from jobs.store import queue_journal
 
     src = store.job_dir(template)
     raw = json.loads((src / "job.json").read_text())
@@ -61,8 +61,7 @@ class Ocrjobs:
     def __init__(self, tmp: Path, n: int, quick: bool) -> None:
         from PIL import Image
 
-        from jobs import lease
-        from jobs.store import Store
+        from jobs.store import Store, lease
         from jobs.submit import JobSpec, submit
 
         tmp.mkdir(parents=True, exist_ok=True)
@@ -121,7 +120,7 @@ class Ocrjobs:
             t = time.perf_counter()
             lease.finish(self.runner, claim, lease.JobStatus.SUCCEEDED)
             self.finishes.append(time.perf_counter() - t)
-        from jobs.atomic import atomic_write_json
+        from jobs.store.atomic import atomic_write_json
 
         probe = self.tmp / "replace-probe.json"
         for _ in range(k):  # what any atomic-replace design pays on this disk: temp file, write, rename
@@ -130,10 +129,10 @@ class Ocrjobs:
             self.replace_floor.append(time.perf_counter() - t)
 
     def rest(self) -> dict[str, Any]:
-        from jobs.control import apply_requests
-        from jobs.housekeeping import housekeep
-        from jobs.status import JobStatus
         from jobs.store import Store
+        from jobs.store.housekeeping import housekeep
+        from jobs.store.requests import apply_requests
+        from jobs.store.status import JobStatus
 
         lease, runner = self.lease, self.runner
         dash = Store(self.tmp / "state")  # the dashboard's store, new: cold (the OS page cache is warm)
@@ -319,7 +318,7 @@ def report(measured: list[Row], quick: bool = False) -> str:
     notes = (
         "Both sides in one run; claim and commit latencies interleaved in 10 chunks (ocrjobs, RQ volatile, "
         "RQ durable) so a busy shared disk weighs on all alike. ocrjobs: a claim is the queue journal's heap "
-        "(jobs/queue_journal.py) plus one job's lock and state.json written without fsync; a commit is one "
+        "(jobs/store/queue_journal.py) plus one job's lock and state.json written without fsync; a commit is one "
         "fsync'd result file (the progress in state.json is rewritten at most every 0.5 s). The first "
         f"{measured[0].measure.split('(')[1].split()[0]} jobs are real submits, the rest seeded in the same "
         "shape without fsync. RQ: `Queue.enqueue`, `Queue.dequeue_any`, `Result.create`, `Job.fetch_many`, "

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from jobs.errors import InputError
-from jobs.status import ErrorKind, ItemStatus
+from jobs.store.status import ErrorKind, ItemStatus
 
 log = logging.getLogger(__name__)
 

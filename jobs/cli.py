@@ -16,8 +16,8 @@ from typing import Any
 
 from jobs import config
 from jobs.errors import JobDamaged, JobNotFound, OcrJobsError
-from jobs.status import JobStatus
-from jobs.store import Job, Store
+from jobs.store.status import JobStatus
+from jobs.store.store import Job, Store
 from jobs.terminal import safe
 
 
@@ -284,7 +284,7 @@ def cmd_health(store: Store, args: argparse.Namespace) -> int:
 
 
 def cmd_init_folder(store: Store, args: argparse.Namespace) -> int:
-    from jobs import shared_folder as sf
+    from jobs.store import shared_folder as sf
 
     done = sf.init_folder(
         store.root,

@@ -18,10 +18,11 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from jobs import config, safejson
+from jobs import config
 from jobs.liveness import runner_states
-from jobs.status import JobStatus
-from jobs.store import Job, Store
+from jobs.store import safejson
+from jobs.store.status import JobStatus
+from jobs.store.store import Job, Store
 
 STALL_FLOOR_S = 10.0
 ORPHAN_GRACE_S = 5.0  # a live idle runner polls at least every 2 s; give it that, twice, plus slack

@@ -11,11 +11,11 @@ import logging
 import time
 from pathlib import Path
 
-from jobs.control import apply_requests
-from jobs.lease import Claim, log_event
 from jobs.pool import WorkerHandle
-from jobs.status import JobStatus
-from jobs.store import Store
+from jobs.store.lease import Claim, log_event
+from jobs.store.requests import apply_requests
+from jobs.store.status import JobStatus
+from jobs.store.store import Store
 
 log = logging.getLogger("ocrjobs.runner")
 #: (target status, monotonic deadline, request files to remove once the job has ended)

@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from jobs import config
-from jobs.atomic import TMP_PREFIX
 from jobs.errors import OcrJobsError
-from jobs.store import Store
+from jobs.store.atomic import TMP_PREFIX
+from jobs.store.store import Store
 from jobs.terminal import safe
 
 FORMATS = ("json", "csv", "txt", "xlsx")

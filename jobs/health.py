@@ -15,9 +15,9 @@ from typing import Any
 from jobs import mounts
 from jobs.diagnose import diagnose_job
 from jobs.liveness import runner_state, runner_states
-from jobs.shared_folder import folder_problems
-from jobs.status import JobStatus
-from jobs.store import Store
+from jobs.store.shared_folder import folder_problems
+from jobs.store.status import JobStatus
+from jobs.store.store import Store
 
 __all__ = ["EXIT_CODES", "check", "runner_state"]
 

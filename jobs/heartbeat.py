@@ -24,9 +24,9 @@ from typing import TYPE_CHECKING, Any
 import psutil
 
 from jobs import config, mounts
-from jobs.atomic import Corrupt, atomic_write_bytes, atomic_write_json, read_json
 from jobs.gpu import gpu_stats
-from jobs.store import Store
+from jobs.store.atomic import Corrupt, atomic_write_bytes, atomic_write_json, read_json
+from jobs.store.store import Store
 
 if TYPE_CHECKING:
     from jobs.supervisor import Runner

@@ -15,7 +15,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from jobs import config
-from jobs.atomic import is_disk_full
+from jobs.store.atomic import is_disk_full
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 PDF_EXTS = {".pdf"}

@@ -2,7 +2,7 @@
 
 The Runner owns one ``Items`` and calls it from its loop, passing the claim it holds. Every
 result, a worker's or one made up here for an item that failed (bad input, timeout, poison), goes
-through ``commit``, which is fenced by the claim's epoch (jobs/lease.py): a runner that lost its
+through ``commit``, which is fenced by the claim's epoch (jobs/store/lease.py): a runner that lost its
 lease writes nothing. Times are monotonic, so a wall-clock jump cannot time an item out.
 """
 
@@ -14,13 +14,14 @@ import time
 from collections import deque
 from typing import Any
 
-from jobs import config, lease
+from jobs import config
 from jobs.heartbeat import Telemetry
-from jobs.lease import Claim, log_event
 from jobs.pool import DEPTH, InFlight, WorkerHandle
 from jobs.respawn import Respawner, describe_exit
-from jobs.status import ErrorKind, ItemStatus
-from jobs.store import Store
+from jobs.store import lease
+from jobs.store.lease import Claim, log_event
+from jobs.store.status import ErrorKind, ItemStatus
+from jobs.store.store import Store
 
 log = logging.getLogger("ocrjobs.runner")
 #: Crashes of the same item (counted in state.json, so across restarts) before it is set aside as failed.

@@ -14,7 +14,7 @@ from typing import Any
 
 import psutil
 
-from jobs.store import Store
+from jobs.store.store import Store
 
 DEFAULT_INTERVAL_S = 2.0
 STALE_BEATS = 5

@@ -18,7 +18,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from jobs.errors import OcrJobsError
-from jobs.store import Store
+from jobs.store.store import Store
 
 STATUSES = ("done", "failed", "timed_out")
 DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600)

@@ -19,8 +19,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from jobs.lease import Claim, log_event, save
-from jobs.store import Store
+from jobs.store.lease import Claim, log_event, save
+from jobs.store.store import Store
 
 ACCEPTED = "engine_change_accepted"
 IDENTITY = "engine_identity"

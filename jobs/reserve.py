@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from jobs.atomic import TMP_PREFIX
+from jobs.store.atomic import TMP_PREFIX
 
 #: Disk space each runner keeps in reserve to record a "disk full" pause.
 RESERVE_BYTES = 256 * 1024

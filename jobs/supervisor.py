@@ -21,20 +21,21 @@ from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Any
 
-from jobs import config, lease, pinning, shared_folder
-from jobs.atomic import Corrupt, is_disk_full
-from jobs.control import apply_requests
+from jobs import config, pinning
 from jobs.drain import Drain
 from jobs.engines import allow
 from jobs.errors import EngineError, JobNotFound, LeaseLost, StoreBusy
 from jobs.heartbeat import Telemetry
-from jobs.housekeeping import housekeep
 from jobs.items import Items
-from jobs.lease import Claim
 from jobs.pool import WorkerHandle
 from jobs.reserve import DiskReserve
-from jobs.status import JobStatus
-from jobs.store import Store
+from jobs.store import lease, shared_folder
+from jobs.store.atomic import Corrupt, is_disk_full
+from jobs.store.housekeeping import housekeep
+from jobs.store.lease import Claim
+from jobs.store.requests import apply_requests
+from jobs.store.status import JobStatus
+from jobs.store.store import Store
 
 log = logging.getLogger("ocrjobs.runner")
 
@@ -64,7 +65,7 @@ class RunnerOptions:
 class Runner:
     def __init__(self, opts: RunnerOptions) -> None:
         self.opts = opts
-        shared_folder.prepare_runner(config.state_dir(opts.state))  # umask and setup warnings (jobs/perms.py)
+        shared_folder.prepare_runner(config.state_dir(opts.state))  # umask and setup warnings (jobs/store/perms.py)
         self.store = Store(opts.state)
         self.id = f"{socket.gethostname()}-{os.getpid()}-{os.urandom(2).hex()}"
         self.started_at = time.time()

@@ -23,9 +23,9 @@ from typing import Any
 from PIL import Image
 
 from jobs import config
-from jobs.atomic import atomic_write_bytes
 from jobs.decode import _check_pixels, item_path
 from jobs.errors import InputError
+from jobs.store.atomic import atomic_write_bytes
 
 SIZE = 160
 #: The largest frame (pixels, after JPEG draft) the dashboard decodes for a preview: 30 MP is 90 MB as RGB.

@@ -13,7 +13,7 @@ import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from jobs import Job, Store, dashboard_gate
-from jobs.status import JobStatus
+from jobs.store.status import JobStatus
 
 HERE = Path(__file__).parent
 #: The pages, made once so page links point at the very objects st.navigation routes to.

@@ -13,8 +13,8 @@ from jobs import config
 from jobs.diagnose import diagnose
 from jobs.errors import JobNotFound, OcrJobsError
 from jobs.export import FORMATS, render
-from jobs.job import JOB_ID
-from jobs.status import JobStatus
+from jobs.store.job import JOB_ID
+from jobs.store.status import JobStatus
 from jobs.thumbnails import thumbnail_png
 from pages.common import ACTIVE, age, get_store, request, require_login
 from pages.literal import md_text

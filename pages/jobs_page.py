@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from jobs.status import JobStatus
+from jobs.store.status import JobStatus
 from pages.common import ACTIVE, PAGE_JOB, get_store, job_row, request, require_login
 
 require_login()  # the password gate, before anything reads the store

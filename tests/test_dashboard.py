@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from jobs.lease import claim_next, commit_item, finish
-from jobs.status import JobStatus
 from jobs.store import Store
+from jobs.store.lease import claim_next, commit_item, finish
+from jobs.store.status import JobStatus
 from jobs.submit import JobSpec, submit
 from tests.conftest import REPO, make_png
 

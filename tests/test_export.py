@@ -23,9 +23,9 @@ from openpyxl.worksheet.datavalidation import DataValidation
 from openpyxl.worksheet.table import Table
 
 from jobs import config, export
-from jobs.atomic import atomic_write_json
 from jobs.shift import insert_columns
 from jobs.store import Store
+from jobs.store.atomic import atomic_write_json
 from jobs.submit import JobSpec, submit, submit_table
 from tests.conftest import PY, REPO, cli, cli_json, make_png
 from tests.test_excel import make_book, make_zip, png_bytes
@@ -184,7 +184,7 @@ def test_10000_items_export_without_holding_the_job_in_memory(state: Path, tmp_p
     for fmt in ("json", "xlsx"):
         # in a process of its own: tracemalloc counts every thread, and this one has others' threads
         code = (
-            "import json, sys, tracemalloc, openpyxl; from jobs import export; from jobs.store import Store; "
+            "import json, sys, tracemalloc, openpyxl; from jobs import export; from jobs.store.store import Store; "
             "export.write(Store(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4] + '.warm'); "  # imports done
             "tracemalloc.start(); s = export.write(Store(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]); "
             "print(json.dumps([tracemalloc.get_traced_memory()[1], s.missing, s.counts]))"

@@ -23,7 +23,8 @@ from jobs.decode import item_path, load_item
 from jobs.errors import InputError, JobNotFound, SubmitError
 from jobs.export import csv_safe, formula_like
 from jobs.inputs import expand
-from jobs.store import JOB_ID, Store
+from jobs.store import Store
+from jobs.store.job import JOB_ID
 from tests.test_inputs import handmade_pdf, pdf_bytes, png_bytes, zip_bytes
 
 FAST = settings(

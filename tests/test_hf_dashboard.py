@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from jobs.lease import claim_next, finish
-from jobs.status import JobStatus
 from jobs.store import Store
+from jobs.store.lease import claim_next, finish
+from jobs.store.status import JobStatus
 from jobs.submit import JobSpec, submit
 from tests.conftest import make_png
 from tests.hf_tiny import build_ved

@@ -25,11 +25,11 @@ from openpyxl import Workbook, load_workbook
 
 from jobs import config, excel
 from jobs import export as export_mod
-from jobs.atomic import Corrupt
 from jobs.decode import load_item
 from jobs.errors import InputError, JobNotFound, SubmitError
 from jobs.inputs import expand
 from jobs.store import Store
+from jobs.store.atomic import Corrupt
 from jobs.submit import JobSpec, submit, submit_table
 from tests.conftest import PY, REPO
 from tests.fakes import write_job

@@ -1,6 +1,6 @@
 """Several Unix users on one job folder, with real uids (setpriv): each user's scans stay private,
 nobody cancels, deletes or renames another's job, and the runner serves everyone without crashing
-on a job it cannot open. See jobs/perms.py for the model.
+on a job it cannot open. See jobs/store/perms.py for the model.
 
 Needs root (to switch uids) and util-linux's setpriv; skipped otherwise. The uids need no passwd
 entries.
@@ -226,7 +226,7 @@ def test_a_job_is_private_to_its_submitter_whatever_the_umask(state: Path, tmp_p
 
 
 def test_an_unsafe_shared_folder_is_named_with_its_fix(state: Path) -> None:
-    from jobs.shared_folder import folder_problems, init_folder
+    from jobs.store.shared_folder import folder_problems, init_folder
 
     for name in ("jobs", "requests"):
         (state / name).mkdir()

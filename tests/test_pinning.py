@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from jobs import pinning
-from jobs.control import apply_requests
-from jobs.lease import claim_next
-from jobs.status import JobStatus
 from jobs.store import Store
+from jobs.store.lease import claim_next
+from jobs.store.requests import apply_requests
+from jobs.store.status import JobStatus
 from jobs.submit import JobSpec, submit
 from tests.conftest import Runners, cli, cli_json, make_png, wait_for
 from tests.hf_tiny import build_ved
@@ -83,7 +83,7 @@ def test_enforce_records_then_pauses_on_a_change_until_accepted(model: Path, tmp
         "resume with --accept-engine-change to continue"
     )
     assert store.read_state(job_id)[pinning.IDENTITY] == recorded  # a refusal changes nothing
-    claim.state[pinning.ACCEPTED] = True  # what control.py sets on resume --accept-engine-change
+    claim.state[pinning.ACCEPTED] = True  # what jobs/store/requests.py sets on resume --accept-engine-change
     assert pinning.enforce(store, claim, job_spec) is None
     state = store.read_state(job_id)
     assert state[pinning.IDENTITY]["model_sha256"] == pinning.fingerprint(m) and pinning.ACCEPTED not in state

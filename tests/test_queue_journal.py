@@ -1,4 +1,4 @@
-"""The queue journal (jobs/queue_journal.py): claims and listings follow it, and lose nothing without it."""
+"""The queue journal (jobs/store/queue_journal.py): claims and listings follow it, and lose nothing without it."""
 
 from __future__ import annotations
 
@@ -9,12 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from jobs import lease, queue_journal
-from jobs.control import apply_requests
-from jobs.housekeeping import housekeep
-from jobs.lease import claim_next, commit_item, finish
-from jobs.status import JobStatus
-from jobs.store import Store
+from jobs.store import Store, lease, queue_journal
+from jobs.store.housekeeping import housekeep
+from jobs.store.lease import claim_next, commit_item, finish
+from jobs.store.requests import apply_requests
+from jobs.store.status import JobStatus
 from jobs.submit import JobSpec, submit
 from tests.conftest import make_png
 

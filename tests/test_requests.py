@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from jobs.control import apply_requests
-from jobs.lease import claim_next, finish
-from jobs.status import JobStatus
 from jobs.store import Store
+from jobs.store.lease import claim_next, finish
+from jobs.store.requests import apply_requests
+from jobs.store.status import JobStatus
 from jobs.submit import submit
 from tests.conftest import make_png
 

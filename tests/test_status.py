@@ -7,7 +7,7 @@ import itertools
 import pytest
 
 from jobs.errors import InvalidTransition
-from jobs.status import TERMINAL, TRANSITIONS, JobStatus, transition
+from jobs.store.status import TERMINAL, TRANSITIONS, JobStatus, transition
 
 ALLOWED = {
     ("queued", "running"), ("queued", "paused"), ("queued", "cancelled"),

@@ -9,12 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from jobs import atomic
-from jobs import store as store_mod
-from jobs.housekeeping import housekeep
-from jobs.lease import claim_next, commit_item, finish
-from jobs.status import JobStatus
-from jobs.store import Store
+from jobs.store import Store, atomic
+from jobs.store import store as store_mod
+from jobs.store.housekeeping import housekeep
+from jobs.store.lease import claim_next, commit_item, finish
+from jobs.store.status import JobStatus
 from jobs.submit import JobSpec, submit
 from tests.conftest import cli, cli_json, make_png
 
@@ -134,7 +133,7 @@ def test_requests_are_new_files_and_never_touch_job_state(state: Path, png: Path
 def test_unknown_job_is_one_clear_line(state: Path) -> None:
     proc = cli(state, "show", "nope", check=False)
     assert proc.returncode == 1
-    assert proc.stderr == "error: no job with id 'nope' (see `python -m jobs list`)\n"
+    assert proc.stderr == f"error: no job with id 'nope' (see `python -m jobs list`); job folder: {state.resolve()}\n"
 
 
 def _finish(s: Store, status: JobStatus) -> str:

@@ -14,7 +14,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, TypeVar
 
-from jobs.atomic import TMP_PREFIX, Corrupt, read_json
+from jobs.store.atomic import TMP_PREFIX, Corrupt, read_json
 
 T = TypeVar("T")
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from jobs.lease import claim_next
 from jobs.store import Store
+from jobs.store.lease import claim_next
 from jobs.submit import JobSpec, submit
 from tests.chaos.conftest import percentile, record, scale
 from tests.conftest import make_png
@@ -24,7 +24,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(scale(240, 1800))]
 
 def _claimer(state: str, runner_id: str, go: object, out: str) -> None:
     """Claim until nothing is left; record the jobs taken and every wait for the store lock."""
-    import jobs.store as store_mod
+    import jobs.store.store as store_mod
 
     waits: list[float] = []
     enter = store_mod._Locked.__enter__

@@ -1,7 +1,7 @@
 """Clock jumps: runners whose wall clocks are wrong, or jump, neither steal a live lease nor leave a
 dead runner's job orphaned.
 
-The wall clock of a runner is shifted through ``jobs/clock.py``'s test hook (a file holding the
+The wall clock of a runner is shifted through ``jobs/store/clock.py``'s test hook (a file holding the
 offset, re-read when it changes). Runner A works a job; runner B's clock is an hour ahead, so by
 wall-clock arithmetic A's lease looks long expired to B. Then A's clock jumps back an hour (its
 leases now look expired to everybody), then two hours forward (its lease looks valid for hours),

@@ -10,7 +10,7 @@ import time
 import weakref
 from typing import Any
 
-from jobs.store import Store
+from jobs.store.store import Store
 
 
 class LeaseWatch:

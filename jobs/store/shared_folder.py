@@ -1,6 +1,6 @@
 """Setting up a job folder for several Unix users, and spotting one that is shared unsafely.
 
-See :mod:`jobs.perms` for the model. ``python -m jobs init-folder`` runs :func:`init_folder`; the
+See :mod:`jobs.store.perms` for the model. ``python -m jobs init-folder`` runs :func:`init_folder`; the
 runner logs :func:`folder_problems` at start.
 """
 
@@ -13,9 +13,9 @@ import pwd
 import stat
 from pathlib import Path
 
-from jobs import perms
 from jobs.errors import OcrJobsError
-from jobs.job import JOB_ID
+from jobs.store import perms
+from jobs.store.job import JOB_ID
 
 log = logging.getLogger(__name__)
 

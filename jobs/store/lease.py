@@ -18,14 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jobs import perms, queue_journal
-from jobs.atomic import TMP_PREFIX, append_line, atomic_write_json
-from jobs.clock import wall
 from jobs.errors import JobDamaged, JobNotFound, LeaseLost, StoreBusy
-from jobs.lease_watch import LeaseWatch, watch_of
-from jobs.queue_journal import QueueIndex
-from jobs.status import ItemStatus, JobStatus, transition
-from jobs.store import Job, Store
+from jobs.store import perms, queue_journal
+from jobs.store.atomic import TMP_PREFIX, append_line, atomic_write_json
+from jobs.store.clock import wall
+from jobs.store.lease_watch import LeaseWatch, watch_of
+from jobs.store.queue_journal import QueueIndex
+from jobs.store.status import ItemStatus, JobStatus, transition
+from jobs.store.store import Job, Store
 
 log = logging.getLogger("ocrjobs.runner")
 
@@ -91,7 +91,7 @@ _INDEXES: weakref.WeakKeyDictionary[Store, QueueIndex] = weakref.WeakKeyDictiona
 
 
 def index_of(store: Store) -> QueueIndex:
-    """This process's queue heap for one store (see jobs/queue_journal.py). Whoever claims is a
+    """This process's queue heap for one store (see jobs/store/queue_journal.py). Whoever claims is a
     runner: its store sets damaged files aside from now on (see :meth:`Store.as_runner`)."""
     index = _INDEXES.get(store)
     if index is None:
@@ -128,7 +128,7 @@ def claim_next(store: Store, runner_id: str, lease_s: float, max_attempts: int) 
                     continue
                 except JobNotFound:
                     continue
-                except PermissionError as e:  # another user's job this runner cannot open (jobs/perms.py)
+                except PermissionError as e:  # another user's job this runner cannot open (jobs/store/perms.py)
                     perms.warn_once("claim", job_id, "cannot claim job %s, skipped: %s", job_id, e)
                     continue
                 except StoreBusy:

@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from jobs.errors import JobNotFound, OcrJobsError
-from jobs.safejson import open_regular
+from jobs.store.safejson import open_regular
 
 if TYPE_CHECKING:
-    from jobs.store import Store
+    from jobs.store.store import Store
 
 log = logging.getLogger(__name__)
 

@@ -47,7 +47,7 @@ TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
         }
     ),
     JobStatus.PAUSED: frozenset({JobStatus.QUEUED, JobStatus.CANCELLED}),
-    JobStatus.SUCCEEDED: frozenset({JobStatus.QUEUED}),  # retry, only when a result went bad (jobs/control.py)
+    JobStatus.SUCCEEDED: frozenset({JobStatus.QUEUED}),  # retry, only when a result went bad (jobs/store/requests.py)
     JobStatus.FAILED: frozenset({JobStatus.QUEUED}),
     JobStatus.COMPLETED_WITH_ERRORS: frozenset({JobStatus.QUEUED}),
     JobStatus.CANCELLED: frozenset({JobStatus.QUEUED}),

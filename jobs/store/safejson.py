@@ -1,17 +1,17 @@
 """The one reading path for the JSON files of the job folder, which anyone can write into.
 
 A hostile or damaged file must cost its reader a bounded amount of time and memory and end as
-:class:`~jobs.atomic.Corrupt` with a reason, never hang, crash or flood a runner, the CLI or the
+:class:`~jobs.store.atomic.Corrupt` with a reason, never hang, crash or flood a runner, the CLI or the
 dashboard. So every read here:
 
 - opens with ``O_NOFOLLOW | O_NONBLOCK`` and checks ``fstat``: a symlink (to ``/dev/zero``), a FIFO
   (which would block for ever) or a folder is refused before a byte is read;
-- reads at most the kind's size cap (:data:`jobs.schemas.KINDS`) plus one byte: more is refused;
+- reads at most the kind's size cap (:data:`jobs.store.schemas.KINDS`) plus one byte: more is refused;
 - checks the nesting depth *before* parsing (``[`` x 100,000 would raise RecursionError inside
   :func:`json.loads`), and parses with non-finite numbers refused (``Infinity``, ``NaN``, ``1e400``);
-- checks the kind's schema (:mod:`jobs.schemas`), so a reader can index the fields it needs.
+- checks the kind's schema (:mod:`jobs.store.schemas`), so a reader can index the fields it needs.
 
-Nothing here moves a file: readers only report; runners quarantine (see jobs/store.py).
+Nothing here moves a file: readers only report; runners quarantine (see jobs/store/store.py).
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ import re
 import stat
 from typing import Any
 
-from jobs.atomic import Corrupt
-from jobs.schemas import KINDS, MAX_DEPTH
+from jobs.store.atomic import Corrupt
+from jobs.store.schemas import KINDS, MAX_DEPTH
 
 _OPEN_FLAGS = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 #: Strings (which may hold brackets) and brackets: what the precise depth scan looks at.
@@ -132,7 +132,7 @@ _DECODER = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite, pa
 
 
 def loads(data: bytes | str, kind: str, name: str | None = None) -> Any:
-    """Parse and check one document of ``kind`` (a key of :data:`jobs.schemas.KINDS`)."""
+    """Parse and check one document of ``kind`` (a key of :data:`jobs.store.schemas.KINDS`)."""
     spec = KINDS[kind]
     name = name or kind
     if len(data) > spec.max_bytes:

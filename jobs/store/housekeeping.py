@@ -7,11 +7,11 @@ import os
 import time
 from pathlib import Path
 
-from jobs import queue_journal
-from jobs.atomic import TMP_PREFIX, Corrupt, read_json, remove_tree
 from jobs.errors import JobNotFound
-from jobs.status import JobStatus
-from jobs.store import Store
+from jobs.store import queue_journal
+from jobs.store.atomic import TMP_PREFIX, Corrupt, read_json, remove_tree
+from jobs.store.status import JobStatus
+from jobs.store.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ def _sweep_entry(entry: os.DirEntry[str], now: float) -> int:
             remove_tree(Path(entry.path))
         else:
             os.unlink(entry.path)
-    except (FileNotFoundError, PermissionError):  # another user's, in a shared folder (jobs/perms.py)
+    except (FileNotFoundError, PermissionError):  # another user's, in a shared folder (jobs/store/perms.py)
         return 0
     return 1
 

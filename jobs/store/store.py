@@ -2,7 +2,7 @@
 
 This is the only module both the clients (CLI, dashboard) and the runners import. Clients
 only *add* files here (a new job folder, a request file); execution state is written by
-runners alone, through :mod:`jobs.lease`. See docs/architecture.md for the layout.
+runners alone, through :mod:`jobs.store.lease`. See docs/architecture.md for the layout.
 """
 
 from __future__ import annotations
@@ -18,12 +18,13 @@ from typing import Any
 
 from filelock import FileLock
 
-from jobs import config, perms, queue_journal, safejson
-from jobs.atomic import TMP_PREFIX, Corrupt, append_line, atomic_write_json, quarantine, read_json
+from jobs import config
 from jobs.errors import JobDamaged, JobNotFound, SubmitError
-from jobs.flock import Locked
-from jobs.job import JOB_ID, Job, item_shape_ok, read_json_at
-from jobs.status import ItemStatus, JobStatus
+from jobs.store import perms, queue_journal, safejson
+from jobs.store.atomic import TMP_PREFIX, Corrupt, append_line, atomic_write_json, quarantine, read_json
+from jobs.store.flock import Locked
+from jobs.store.job import JOB_ID, Job, item_shape_ok, read_json_at
+from jobs.store.status import ItemStatus, JobStatus
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +120,7 @@ class Store:
             key: tuple[int, int, int] | None = (st.st_mtime_ns, st.st_size, st.st_ino)
         except FileNotFoundError:
             key = None
-        except PermissionError:  # another user's job (jobs/perms.py): skipped, never damaged
+        except PermissionError:  # another user's job (jobs/store/perms.py): skipped, never damaged
             perms.unreadable(self, job_id)
             return None
         hit = self._cache.get(job_id)
@@ -143,7 +144,7 @@ class Store:
                     total=int(raw["total"]),
                     inputs=[str(name) for name in raw.get("inputs", [])],
                 )
-            except PermissionError:  # not damaged: another user's (jobs/perms.py); never set aside
+            except PermissionError:  # not damaged: another user's (jobs/store/perms.py); never set aside
                 perms.unreadable(self, job_id)
                 return None
             except (Corrupt, OSError) as e:
@@ -166,7 +167,7 @@ class Store:
     def _read_state(self, job_id: str, path: Path) -> dict[str, Any]:
         try:
             return read_json(path, kind="state") or {}
-        except PermissionError as e:  # not damaged: never set aside (jobs/perms.py)
+        except PermissionError as e:  # not damaged: never set aside (jobs/store/perms.py)
             return {"error": f"cannot read state.json: {e.strerror}"}
         except (Corrupt, OSError) as e:
             if self._set_aside(path, f"state.json unreadable, the job is queued again: {e}", job_id):
@@ -207,7 +208,7 @@ class Store:
 
     def list_jobs(self, statuses: set[JobStatus] | None = None) -> list[Job]:
         """All jobs, newest first, never reading a result file. Warm, it re-reads only the jobs the
-        journal (jobs/queue_journal.py) names as changed, plus a rotating slice it re-checks by stat
+        journal (jobs/store/queue_journal.py) names as changed, plus a rotating slice it re-checks by stat
         (a change whose journal line was lost shows within :data:`CHECK_ROUNDS` listings)."""
         with self._sync_mutex:
             self._sync()

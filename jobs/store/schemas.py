@@ -3,7 +3,7 @@
 Small hand-written checks rather than a schema library: they run 10,000 times on a cold listing,
 and they only pin down what a reader relies on (the type of each field it indexes or does arithmetic
 with), so a file a newer version wrote with extra fields still reads. Each check returns None when
-the document is fine, else a short reason. Numbers are finite by then (see jobs/safejson.py).
+the document is fine, else a short reason. Numbers are finite by then (see jobs/store/safejson.py).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from jobs.status import ItemStatus, JobStatus
+from jobs.store.status import ItemStatus, JobStatus
 
 #: Deeper than any file the project writes (a heartbeat with Ray info is about 6).
 MAX_DEPTH = 32

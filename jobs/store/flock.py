@@ -13,9 +13,9 @@ import fcntl
 import os
 import time
 
-from jobs.atomic import Corrupt
 from jobs.errors import JobDamaged, JobNotFound, StoreBusy
-from jobs.safejson import open_regular
+from jobs.store.atomic import Corrupt
+from jobs.store.safejson import open_regular
 
 
 class Locked:

@@ -87,9 +87,9 @@ class Corrupt(OcrJobsError):
 def read_json(path: Path, *, expect: type = dict, kind: str = "any") -> Any:
     """Return the parsed file, None if it does not exist; raise :class:`Corrupt` if unreadable.
 
-    Read through :func:`jobs.safejson.read_json`: regular files only, size-capped, depth-checked,
-    finite numbers, and the schema of ``kind`` (see jobs/schemas.py)."""
-    from jobs import safejson  # it imports Corrupt from here
+    Read through :func:`jobs.store.safejson.read_json`: regular files only, size-capped, depth-checked,
+    finite numbers, and the schema of ``kind`` (see jobs/store/schemas.py)."""
+    from jobs.store import safejson  # it imports Corrupt from here
 
     obj = safejson.read_json(path, kind)
     if obj is None:

@@ -1,13 +1,13 @@
 """The job journal, ``state/queue.jsonl``: one line per change of a job's state.
 
 It is only an accelerator, never the truth: the job folders are. Submit appends a line once the
-job folder is in place, and every ``state.json`` write (:func:`jobs.lease.write_state`) appends
+job folder is in place, and every ``state.json`` write (:func:`jobs.store.lease.write_state`) appends
 one after the write, so a reader that tails the file learns which jobs changed without
 stat-ing 10,000 folders:
 
 - a runner keeps the queued jobs in a heap (:class:`QueueIndex`) fed from it, so a claim costs
   the same at 10,000 queued jobs as at 10;
-- :meth:`jobs.store.Store.list_jobs` re-reads only the jobs named since its last look.
+- :meth:`jobs.store.store.Store.list_jobs` re-reads only the jobs named since its last look.
 
 A line can be missing (a process killed between its write and its append, a hand edit, a line
 torn by a power loss): claimers rescan the folders every :data:`RESCAN_S` and listers re-check
@@ -27,11 +27,11 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from jobs import safejson
-from jobs.atomic import Corrupt
+from jobs.store import safejson
+from jobs.store.atomic import Corrupt
 
 if TYPE_CHECKING:
-    from jobs.store import Store
+    from jobs.store.store import Store
 
 log = logging.getLogger(__name__)
 

@@ -14,12 +14,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from jobs import config, perms
+from jobs import config
 from jobs.errors import JobNotFound
-from jobs.housekeeping import delete_job
-from jobs.lease import log_event, watch_of, write_state
-from jobs.status import ItemStatus, JobStatus, can_transition
-from jobs.store import Store
+from jobs.store import perms
+from jobs.store.housekeeping import delete_job
+from jobs.store.lease import log_event, watch_of, write_state
+from jobs.store.status import ItemStatus, JobStatus, can_transition
+from jobs.store.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ def apply_requests(store: Store, own_job: str | None = None) -> list[tuple[Path,
 
 
 def _refused(store: Store, path: Path, job_id: str, req: dict[str, Any]) -> bool:
-    """Drop a request whose file was written by a user who may not change the job (jobs/perms.py)."""
+    """Drop a request whose file was written by a user who may not change the job (jobs/store/perms.py)."""
     why = perms.request_refusal(store, path, job_id)
     if why is None:
         return False

@@ -8,8 +8,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from jobs import safejson
-from jobs.status import JobStatus
+from jobs.store import safejson
+from jobs.store.status import JobStatus
 
 #: What :func:`new_job_id` makes. Anything else is refused before it touches a path.
 JOB_ID = re.compile(r"^[0-9]{8}-[0-9]{6}-[0-9a-f]{6}$")
@@ -85,7 +85,7 @@ class Job:
 
 
 def read_json_at(path: str, kind: str = "job") -> dict[str, Any] | None:
-    """A job.json (or another ``kind``) on a str path, through :func:`jobs.safejson.read_json`:
+    """A job.json (or another ``kind``) on a str path, through :func:`jobs.store.safejson.read_json`:
     10,000 of these on a cold listing. None if absent; :class:`Corrupt` with why if damaged."""
     return safejson.read_json(path, kind)
 

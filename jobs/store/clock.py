@@ -1,7 +1,7 @@
 """The wall clock that lease code reads, with a test hook to make it jump.
 
 Lease expiry timestamps are wall-clock (other hosts read them), but no decision to take a lease
-over rests on them: see :class:`jobs.lease_watch.LeaseWatch`. ``OCRJOBS_CLOCK_OFFSET_S`` (seconds,
+over rests on them: see :class:`jobs.store.lease_watch.LeaseWatch`. ``OCRJOBS_CLOCK_OFFSET_S`` (seconds,
 may be negative) shifts this process's wall clock, and ``OCRJOBS_CLOCK_OFFSET_FILE`` names a file
 holding that offset, re-read when it changes, so a test can jump a running process's clock.
 """
