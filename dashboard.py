@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from jobs.health import check
+from jobs.ops.health import check
 from pages.common import PAGE_HEALTH, PAGE_JOB, PAGE_JOBS, PAGE_SUBMIT, get_store, logged_in, login_pages
 
 st.set_page_config(page_title="ocrjobs", page_icon=":material/document_scanner:", layout="wide")

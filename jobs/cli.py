@@ -16,9 +16,9 @@ from typing import Any
 
 from jobs import config
 from jobs.errors import JobDamaged, JobNotFound, OcrJobsError
+from jobs.ops.terminal import safe
 from jobs.store.status import JobStatus
 from jobs.store.store import Job, Store
-from jobs.terminal import safe
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -191,7 +191,7 @@ def cmd_submit(store: Store, args: argparse.Namespace) -> int:
 
 
 def _wait(store: Store, job_id: str, quiet: bool) -> int:
-    from jobs.health import check
+    from jobs.ops.health import check
 
     warned = False
     started = time.monotonic()
@@ -275,7 +275,7 @@ def cmd_inspect(store: Store, args: argparse.Namespace) -> int:
 
 
 def cmd_health(store: Store, args: argparse.Namespace) -> int:
-    from jobs.health import EXIT_CODES, check
+    from jobs.ops.health import EXIT_CODES, check
 
     report = check(store)
     text = report["status"] + "".join(f"\n- {r}" for r in report["reasons"])
@@ -297,7 +297,7 @@ def cmd_init_folder(store: Store, args: argparse.Namespace) -> int:
 
 
 def cmd_diagnose(store: Store, args: argparse.Namespace) -> int:
-    from jobs.diagnose import diagnose
+    from jobs.ops.diagnose import diagnose
 
     d = diagnose(store, args.job_id)
     lines = [f"{d.job_id} ({d.status}): {d.summary}"]

@@ -17,7 +17,7 @@ from typing import Any
 from jobs import config
 from jobs.books import TABLE_EXTS, Book, CsvBook, Embedded, XlsxBook, is_table, open_book
 from jobs.errors import SubmitError
-from jobs.terminal import safe
+from jobs.ops.terminal import safe
 from jobs.workbook_limits import check_cells
 
 __all__ = [

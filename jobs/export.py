@@ -23,9 +23,9 @@ from typing import Any, TextIO
 
 from jobs import config
 from jobs.errors import OcrJobsError
+from jobs.ops.terminal import safe
 from jobs.store.atomic import TMP_PREFIX
 from jobs.store.store import Store
-from jobs.terminal import safe
 
 FORMATS = ("json", "csv", "txt", "xlsx")
 COLUMNS = (

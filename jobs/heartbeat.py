@@ -23,8 +23,9 @@ from typing import TYPE_CHECKING, Any
 
 import psutil
 
-from jobs import config, mounts
-from jobs.gpu import gpu_stats
+from jobs import config
+from jobs.ops import mounts
+from jobs.ops.gpu import gpu_stats
 from jobs.store.atomic import Corrupt, atomic_write_bytes, atomic_write_json, read_json
 from jobs.store.store import Store
 
@@ -124,7 +125,7 @@ class Telemetry:
         self.latest: dict[str, Any] = {}
         self.metrics: Any = None
         if metrics_at is not None:
-            from jobs.metrics import RunnerMetrics  # prometheus-client only when metrics are on
+            from jobs.ops.metrics import RunnerMetrics  # prometheus-client only when metrics are on
 
             self.metrics = RunnerMetrics(store.root, lambda: self.latest)
             self.metrics.serve(*metrics_at)

@@ -146,7 +146,7 @@ def _node_stats() -> dict[str, Any]:
     import psutil
     import ray
 
-    from jobs.gpu import gpu_stats
+    from jobs.ops.gpu import gpu_stats
 
     proc = psutil.Process()
     return {

@@ -10,9 +10,9 @@ from typing import Any
 import streamlit as st
 
 from jobs import config
-from jobs.diagnose import diagnose
 from jobs.errors import JobNotFound, OcrJobsError
 from jobs.export import FORMATS, render
+from jobs.ops.diagnose import diagnose
 from jobs.store.job import JOB_ID
 from jobs.store.status import JobStatus
 from jobs.thumbnails import thumbnail_png

@@ -16,7 +16,7 @@ MIB = 1024**2
 
 
 class FakeNvml:
-    """Just the NVML calls jobs.gpu makes; one GPU with the given memory use."""
+    """Just the NVML calls jobs.ops.gpu makes; one GPU with the given memory use."""
 
     def __init__(self, used_mib: int = 1000, total_mib: int = 16000, fail: bool = False) -> None:
         self.used, self.total, self.fail = used_mib * MIB, total_mib * MIB, fail

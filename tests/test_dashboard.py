@@ -149,7 +149,7 @@ def test_health_page_shows_a_live_runner(store: Store) -> None:
 
 
 def test_health_page_raises_a_gpu_memory_alert(store: Store) -> None:
-    from jobs.gpu import gpu_stats
+    from jobs.ops.gpu import gpu_stats
     from tests.fakes import FakeNvml, write_heartbeat
 
     write_heartbeat(store, "gpu-box", gpu=gpu_stats(FakeNvml(used_mib=15800, total_mib=16000)))

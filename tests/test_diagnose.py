@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from jobs import health
-from jobs.diagnose import diagnose, last_commit
-from jobs.gpu import gpu_stats
+from jobs.ops import health
+from jobs.ops.diagnose import diagnose, last_commit
+from jobs.ops.gpu import gpu_stats
 from jobs.store import Store
 from tests.conftest import Runners, cli, cli_json, make_png, wait_for
 from tests.engines import GREEN

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from jobs import health, mounts
-from jobs.gpu import gpu_stats
+from jobs.ops import health, mounts
+from jobs.ops.gpu import gpu_stats
 from jobs.store import Store
 from tests.conftest import PY, Runners, cli, wait_for
 from tests.fakes import FakeNvml, write_heartbeat, write_job

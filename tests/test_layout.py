@@ -41,7 +41,7 @@ def test_top_level_layout() -> None:
 
 def test_client_side_modules_import_no_engine_or_ui_library() -> None:
     code = (
-        "import sys, jobs, jobs.cli, jobs.store.store, jobs.submit, jobs.export, jobs.health, jobs.store.requests; "
+        "import sys, jobs, jobs.cli, jobs.store.store, jobs.submit, jobs.export, jobs.ops.health, jobs.store.requests; "
         f"print([m for m in {HEAVY!r} if m in sys.modules])"
     )
     out = subprocess.run([PY, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout

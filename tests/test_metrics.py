@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from jobs.gpu import gpu_stats
-from jobs.metrics import RunnerMetrics
+from jobs.ops.gpu import gpu_stats
+from jobs.ops.metrics import RunnerMetrics
 from jobs.store import Store
 from tests.conftest import PY, REPO, Runners, cli_json, make_png, wait_for
 from tests.fakes import FakeNvml, running_state, write_job

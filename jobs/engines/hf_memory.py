@@ -24,8 +24,8 @@ def device_index(device: str) -> int:
 
 
 def default_probe(device: str) -> tuple[int, int] | None:
-    """The device's free/total memory: NVML (jobs/gpu.py) sees other processes' use; torch as a fallback."""
-    from jobs.gpu import gpu_stats
+    """The device's free/total memory: NVML (jobs/ops/gpu.py) sees other processes' use; torch as a fallback."""
+    from jobs.ops.gpu import gpu_stats
 
     idx = device_index(device)
     stats = gpu_stats()

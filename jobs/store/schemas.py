@@ -177,7 +177,7 @@ def _gpu(v: Any) -> bool:
 
 
 def _ray(v: Any) -> bool:
-    """What jobs/health.py's ray_reasons reads of a Ray runner's heartbeat."""
+    """What jobs/ops/health.py's ray_reasons reads of a Ray runner's heartbeat."""
     return (
         _fields(
             v,

@@ -10,7 +10,7 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-from jobs.gpu import gpu_stats
+from jobs.ops.gpu import gpu_stats
 from jobs.store import Store
 from jobs.store.lease import claim_next, commit_item, finish
 from jobs.store.status import JobStatus

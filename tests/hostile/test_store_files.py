@@ -21,7 +21,7 @@ import pytest
 
 from jobs import cli as cli_mod
 from jobs.errors import JobNotFound  # JobDamaged is one: matched by its message (runs on older trees)
-from jobs.liveness import runner_states
+from jobs.ops.liveness import runner_states
 from jobs.store import Store
 from jobs.store.atomic import Corrupt
 from jobs.store.lease import claim_next, commit_item, finish

@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from jobs import mounts
-from jobs.diagnose import diagnose_job
-from jobs.liveness import runner_state, runner_states
+from jobs.ops import mounts
+from jobs.ops.diagnose import diagnose_job
+from jobs.ops.liveness import runner_state, runner_states
 from jobs.store.shared_folder import folder_problems
 from jobs.store.status import JobStatus
 from jobs.store.store import Store

@@ -1,7 +1,7 @@
 """Prometheus metrics served by the runner (``--metrics-port``; off by default, 127.0.0.1 when on).
 
 Counters and the item-duration histogram are this runner's own. The gauges describe the whole job
-folder through the one health model (:func:`jobs.health.check`), computed at scrape time, so
+folder through the one health model (:func:`jobs.ops.health.check`), computed at scrape time, so
 several runners sharing a folder export the same values: aggregate them with ``max``, not ``sum``
 (see ops/prometheus-rules.yml). GPU gauges are this runner's host, from its last heartbeat.
 """
@@ -34,7 +34,7 @@ class StoreCollector(Collector):
         self._lock = threading.Lock()  # scrapes run in server threads; a Store's cache is not thread-safe
 
     def collect(self) -> Iterator[Metric]:
-        from jobs.health import check
+        from jobs.ops.health import check
 
         with self._lock:
             self._store = self._store or Store(self.root)

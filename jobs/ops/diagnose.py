@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from jobs import config
-from jobs.liveness import runner_states
+from jobs.ops.liveness import runner_states
 from jobs.store import safejson
 from jobs.store.status import JobStatus
 from jobs.store.store import Job, Store
@@ -74,7 +74,7 @@ def _runner_evidence(hb: dict[str, Any] | None, runner_id: str | None) -> dict[s
 
 def diagnose_job(store: Store, job: Job, runners: dict[str, dict[str, Any]], now: float | None = None) -> Diagnosis:
     """Diagnose one job. ``runners`` maps runner id to its heartbeat with ``state`` and ``age_s``
-    (from :func:`jobs.liveness.runner_states`)."""
+    (from :func:`jobs.ops.liveness.runner_states`)."""
     now = now if now is not None else time.time()
     p = job.progress()
     base = {"committed": p["committed"], "total": p["total"]}
