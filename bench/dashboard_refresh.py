@@ -30,8 +30,8 @@ def populate(state: Path, n: int) -> str:
     """n jobs: one real submission, cloned (job.json + manifest), a third of them finished."""
     from PIL import Image
 
+    from jobs.intake.submit import submit
     from jobs.store import Store
-    from jobs.submit import submit
 
     store = Store(state)
     png = state.parent / "page.png"

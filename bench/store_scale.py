@@ -61,8 +61,8 @@ class Ocrjobs:
     def __init__(self, tmp: Path, n: int, quick: bool) -> None:
         from PIL import Image
 
+        from jobs.intake.submit import JobSpec, submit
         from jobs.store import Store, lease
-        from jobs.submit import JobSpec, submit
 
         tmp.mkdir(parents=True, exist_ok=True)
         png = tmp / "a.png"

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 def decode_task(task: dict[str, Any]) -> list[Any]:
     """Each item's image, or the exception that kept it from being read (kept, not raised)."""
-    from jobs.decode import load_item
+    from jobs.intake.decode import load_item
 
     out: list[Any] = []
     for item in task["items"]:

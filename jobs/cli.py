@@ -158,7 +158,7 @@ def _summary(job: Job) -> str:
 
 
 def cmd_submit(store: Store, args: argparse.Namespace) -> int:
-    from jobs.submit import JobSpec, submit_any
+    from jobs.intake.submit import JobSpec, submit_any
 
     spec = JobSpec(
         engine=args.engine,
@@ -267,7 +267,7 @@ def cmd_export(store: Store, args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(store: Store, args: argparse.Namespace) -> int:
-    from jobs.excel import describe, inspect
+    from jobs.intake.excel import describe, inspect
 
     data = inspect(Path(args.file), header_row=args.header_row, preview=args.rows)
     _print(args, data, describe(data))

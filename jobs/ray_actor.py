@@ -130,8 +130,8 @@ class OcrActor:
 
 def _write_inputs(root: Path, files: dict[str, bytes]) -> None:
     """The task's input files, at their manifest paths under ``root`` (confined to it)."""
-    from jobs.decode import item_path
     from jobs.errors import InputError
+    from jobs.intake.decode import item_path
 
     for rel, data in files.items():
         try:
@@ -161,8 +161,8 @@ def _node_stats() -> dict[str, Any]:
 def read_inputs(job_dir: Path, items: list[dict[str, Any]]) -> dict[str, bytes]:
     """The items' input files (each once), keyed by manifest path; one that cannot be read is left
     out, and the actor's decode then fails that item with its usual InputError."""
-    from jobs.decode import item_path
     from jobs.errors import InputError
+    from jobs.intake.decode import item_path
 
     files: dict[str, bytes] = {}
     for item in items:

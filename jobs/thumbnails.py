@@ -23,8 +23,8 @@ from typing import Any
 from PIL import Image
 
 from jobs import config
-from jobs.decode import _check_pixels, item_path
 from jobs.errors import InputError
+from jobs.intake.decode import _check_pixels, item_path
 from jobs.store.atomic import atomic_write_bytes
 
 SIZE = 160

@@ -16,7 +16,7 @@ from typing import Any
 
 from jobs.errors import OcrJobsError, SubmitError
 from jobs.export import Tracker, csv_safe, excel_value, info_sheet, neutralise, write_only_cell
-from jobs.workbook_limits import check_cells, check_workbook
+from jobs.intake.workbook_limits import check_cells, check_workbook
 
 RESULT_HEADERS = ("OCR text", "OCR status", "OCR error")
 _WIDTHS = (60, 12, 40)
@@ -116,7 +116,7 @@ def _new_workbook(rows: Iterator[list[Any]], items: Tracker, dest: Path) -> None
 def _sheet_rows(job_dir: Path, table: dict[str, Any], results: Iterator[tuple[int, Result]]) -> Iterator[list[Any]]:
     """The chosen sheet's values, row by row, with the three result columns inserted: a merge of
     two streams in row order, the sheet's rows and the results."""
-    from jobs.books import open_book
+    from jobs.intake.books import open_book
 
     book = open_book(job_dir / table["workbook"])
     col, header_row = int(table["column_index"]), int(table["header_row"])

@@ -7,12 +7,13 @@ from pathlib import Path
 
 import streamlit as st
 
-from jobs import config, excel
+from jobs import config
 from jobs.engines import allow
 from jobs.engines.allow import HOW_TO_ALLOW
 from jobs.errors import OcrJobsError
-from jobs.inputs import SUPPORTED
-from jobs.submit import JobSpec, submit, submit_table
+from jobs.intake import excel
+from jobs.intake.inputs import SUPPORTED
+from jobs.intake.submit import JobSpec, submit, submit_table
 from pages.common import PAGE_JOB, get_store, require_login
 from pages.literal import md_text
 
@@ -72,7 +73,7 @@ if engine == "transformers":  # the CLI's --model, --batch-size, --max-new-token
 
 @st.cache_data(max_entries=8, show_spinner=False)
 def _inspect(name: str, data: bytes, header_row: int) -> dict:
-    """jobs.excel.inspect on an upload (the CLI's `inspect`), cached per file and header row."""
+    """jobs.intake.excel.inspect on an upload (the CLI's `inspect`), cached per file and header row."""
     with tempfile.TemporaryDirectory(prefix="ocrjobs-inspect-") as tmp:
         path = Path(tmp) / Path(name).name
         path.write_bytes(data)

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from jobs.errors import LeaseLost
+from jobs.intake.submit import JobSpec, submit
 from jobs.store import Store
 from jobs.store.lease import claim_next, commit_item, finish, save
 from jobs.store.status import JobStatus
-from jobs.submit import JobSpec, submit
 from tests.conftest import make_png
 
 SPEC = JobSpec(engine="tests.engines:SizeEngine")

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from jobs.intake.submit import JobSpec, submit
 from jobs.store import Store
 from jobs.store.lease import claim_next, commit_item, finish
 from jobs.store.status import JobStatus
-from jobs.submit import JobSpec, submit
 from tests.conftest import REPO, make_png
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")

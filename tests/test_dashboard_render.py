@@ -17,8 +17,8 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from jobs.intake.submit import JobSpec, submit
 from jobs.store import Store
-from jobs.submit import JobSpec, submit
 from tests.conftest import PY, REPO, make_png
 from tests.hostile.dashboard import (
     PAYLOAD,

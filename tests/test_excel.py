@@ -20,10 +20,10 @@ import pytest
 from openpyxl.drawing.image import Image as XImage
 from PIL import Image
 
-from jobs import excel
 from jobs.errors import SubmitError
+from jobs.intake import excel
+from jobs.intake.submit import submit_table
 from jobs.store import Store
-from jobs.submit import submit_table
 from tests.conftest import PY, REPO, cli, cli_json
 
 SIZE = "tests.engines:SizeEngine"
@@ -350,7 +350,7 @@ def test_csv_input_keeps_its_delimiter_and_gains_three_columns(tmp_path: Path, s
 
 
 def _spec() -> Any:
-    from jobs.submit import JobSpec
+    from jobs.intake.submit import JobSpec
 
     return JobSpec(engine=SIZE)
 

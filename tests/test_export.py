@@ -23,10 +23,10 @@ from openpyxl.worksheet.datavalidation import DataValidation
 from openpyxl.worksheet.table import Table
 
 from jobs import config, export
+from jobs.intake.submit import JobSpec, submit, submit_table
 from jobs.shift import insert_columns
 from jobs.store import Store
 from jobs.store.atomic import atomic_write_json
-from jobs.submit import JobSpec, submit, submit_table
 from tests.conftest import PY, REPO, cli, cli_json, make_png
 from tests.test_excel import make_book, make_zip, png_bytes
 

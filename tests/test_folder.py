@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from jobs.errors import SubmitError
-from jobs.folder import natural_key, scan
+from jobs.intake.folder import natural_key, scan
+from jobs.intake.submit import JobSpec, submit_folder
 from jobs.store import Store
-from jobs.submit import JobSpec, submit_folder
 from tests.conftest import PY, REPO, cli, cli_json, make_png
 
 

@@ -18,11 +18,11 @@ from hypothesis import strategies as st
 from openpyxl import Workbook
 from PIL import Image
 
-from jobs import excel
-from jobs.decode import item_path, load_item
 from jobs.errors import InputError, JobNotFound, SubmitError
 from jobs.export import csv_safe, formula_like
-from jobs.inputs import expand
+from jobs.intake import excel
+from jobs.intake.decode import item_path, load_item
+from jobs.intake.inputs import expand
 from jobs.store import Store
 from jobs.store.job import JOB_ID
 from tests.test_inputs import handmade_pdf, pdf_bytes, png_bytes, zip_bytes

@@ -15,7 +15,7 @@ from PIL import Image, ImageDraw
 
 from jobs.engines.hf import StoppedError, TransformersEngine
 from jobs.errors import SubmitError
-from jobs.submit import JobSpec
+from jobs.intake.submit import JobSpec
 from tests.conftest import Runners, cli, cli_json, make_png
 from tests.hf_tiny import build_llava, build_ved
 

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from jobs.intake.submit import JobSpec, submit
 from jobs.store import Store
 from jobs.store.lease import claim_next, finish
 from jobs.store.status import JobStatus
-from jobs.submit import JobSpec, submit
 from tests.conftest import make_png
 from tests.hf_tiny import build_ved
 from tests.test_dashboard import open_page, store  # noqa: F401 - the fixture

@@ -2,7 +2,7 @@
 
 End-to-end tests submit a good PNG next to the bad inputs, drain the queue with a real
 ``runner.py --once`` (fast SizeEngine: text = "WxH") and read the json export. Unit tests
-drive jobs.inputs.expand and jobs.decode.load_image directly, including small seeded fuzzes.
+drive jobs.intake.inputs.expand and jobs.intake.decode.load_image directly, including small seeded fuzzes.
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ import pytest
 from PIL import Image
 
 from jobs import config
-from jobs.decode import load_image, load_item, render_pdf_page
 from jobs.errors import InputError
-from jobs.inputs import expand, extract_bounded
+from jobs.intake.decode import load_image, load_item, render_pdf_page
+from jobs.intake.inputs import expand, extract_bounded
 from tests.conftest import PY, REPO, Runners, cli, cli_json, make_png
 
 ENGINE = "tests.engines:SizeEngine"
@@ -438,7 +438,7 @@ def test_submit_errors_are_one_line(state: Path, tmp_path: Path, args: tuple[str
     assert list((state / "jobs").iterdir()) == [], "a refused submit leaves nothing behind"
 
 
-# -- unit tests: jobs.inputs / jobs.decode -------------------------------------------------------
+# -- unit tests: jobs.intake.inputs / jobs.intake.decode -------------------------------------------------------
 @pytest.fixture
 def job_dir(tmp_path: Path) -> Path:
     d = tmp_path / "job"
@@ -481,12 +481,12 @@ def test_extraction_is_bounded_by_real_bytes(job_dir: Path) -> None:
 def test_disk_full_while_extracting_fails_the_submit(job_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import errno
 
-    import jobs.inputs
+    import jobs.intake.inputs
 
     def full(*_: object) -> int:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(jobs.inputs, "extract_bounded", full)
+    monkeypatch.setattr(jobs.intake.inputs, "extract_bounded", full)
     zpath = write(job_dir / "inputs" / "z.zip", zip_bytes([("a.png", png_bytes())]))
     with pytest.raises(OSError) as caught:
         expand(job_dir, zpath, "z.zip")

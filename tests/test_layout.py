@@ -41,7 +41,8 @@ def test_top_level_layout() -> None:
 
 def test_client_side_modules_import_no_engine_or_ui_library() -> None:
     code = (
-        "import sys, jobs, jobs.cli, jobs.store.store, jobs.submit, jobs.export, jobs.ops.health, jobs.store.requests; "
+        "import sys, jobs, jobs.cli, jobs.store.store, jobs.intake.submit, jobs.export, jobs.ops.health, "
+        "jobs.store.requests; "
         f"print([m for m in {HEAVY!r} if m in sys.modules])"
     )
     out = subprocess.run([PY, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout
@@ -51,7 +52,7 @@ def test_client_side_modules_import_no_engine_or_ui_library() -> None:
 @pytest.mark.parametrize("page", sorted(p.name for p in (REPO / "pages").glob("*.py")) + ["../dashboard.py"])
 def test_dashboard_pages_never_import_engines_or_workers(page: str) -> None:
     imported = _imports(REPO / "pages" / page)
-    runner_side = ("jobs.engines.", "jobs.worker", "jobs.pool", "jobs.supervisor", "jobs.decode")
+    runner_side = ("jobs.engines.", "jobs.worker", "jobs.pool", "jobs.supervisor", "jobs.intake.decode")
     policy = ("jobs.engines.registry", "jobs.engines.allow")  # light: names and the allow-list, no engine code
     bad = {m for m in imported if m.startswith(runner_side) and m not in policy}
     assert not bad | (imported & {"torch", "transformers", "rapidocr_onnxruntime"})
@@ -60,8 +61,8 @@ def test_dashboard_pages_never_import_engines_or_workers(page: str) -> None:
 def test_dashboard_renders_the_job_list(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from streamlit.testing.v1 import AppTest
 
+    from jobs.intake.submit import submit
     from jobs.store import Store
-    from jobs.submit import submit
     from tests.conftest import make_png
 
     monkeypatch.setenv("OCRJOBS_STATE", str(tmp_path / "state"))

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from jobs import pinning
+from jobs.intake.submit import JobSpec, submit
 from jobs.store import Store
 from jobs.store.lease import claim_next
 from jobs.store.requests import apply_requests
 from jobs.store.status import JobStatus
-from jobs.submit import JobSpec, submit
 from tests.conftest import Runners, cli, cli_json, make_png, wait_for
 from tests.hf_tiny import build_ved
 

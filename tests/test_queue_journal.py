@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from jobs.intake.submit import JobSpec, submit
 from jobs.store import Store, lease, queue_journal
 from jobs.store.housekeeping import housekeep
 from jobs.store.lease import claim_next, commit_item, finish
 from jobs.store.requests import apply_requests
 from jobs.store.status import JobStatus
-from jobs.submit import JobSpec, submit
 from tests.conftest import make_png
 
 SPEC = JobSpec(engine="tests.engines:SizeEngine")

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from jobs.intake.submit import submit
 from jobs.store import Store
 from jobs.store.lease import claim_next, finish
 from jobs.store.requests import apply_requests
 from jobs.store.status import JobStatus
-from jobs.submit import submit
 from tests.conftest import make_png
 
 

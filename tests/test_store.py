@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from jobs.intake.submit import JobSpec, submit
 from jobs.store import Store, atomic
 from jobs.store import store as store_mod
 from jobs.store.housekeeping import housekeep
 from jobs.store.lease import claim_next, commit_item, finish
 from jobs.store.status import JobStatus
-from jobs.submit import JobSpec, submit
 from tests.conftest import cli, cli_json, make_png
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageFile
 
+from jobs.intake.submit import JobSpec, submit
 from jobs.store import Store
-from jobs.submit import JobSpec, submit
 from jobs.thumbnails import thumbnail_png
 from tests.conftest import make_png
 from tests.hostile.dashboard import huge_png

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from jobs.intake.submit import JobSpec, submit
 from jobs.store import Store
 from jobs.store.lease import claim_next
-from jobs.submit import JobSpec, submit
 from tests.chaos.conftest import percentile, record, scale
 from tests.conftest import make_png
 

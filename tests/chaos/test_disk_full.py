@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from jobs.intake.submit import JobSpec, submit
 from jobs.store import Store
-from jobs.submit import JobSpec, submit
 from tests.chaos.conftest import corrupt_json_files, exactly_once, record
 from tests.conftest import Runners, cli, make_png, wait_for
 

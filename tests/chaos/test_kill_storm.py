@@ -18,9 +18,9 @@ from pathlib import Path
 import psutil
 import pytest
 
+from jobs.intake.submit import JobSpec, submit
 from jobs.store import Store
 from jobs.store.housekeeping import TMP_MAX_AGE_S, housekeep
-from jobs.submit import JobSpec, submit
 from tests.chaos.conftest import corrupt_json_files, exactly_once, record, scale, temp_files
 from tests.conftest import Runners, make_png, wait_for
 

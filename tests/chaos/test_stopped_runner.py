@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from filelock import Timeout
 
+from jobs.intake.submit import JobSpec, submit
 from jobs.store import Store
-from jobs.submit import JobSpec, submit
 from tests.chaos.conftest import exactly_once, record, scale
 from tests.conftest import Runners, make_png, wait_for
 

@@ -18,11 +18,11 @@ from typing import Any
 
 import pytest
 
+from jobs.intake.submit import JobSpec, submit
 from jobs.store import Store
 from jobs.store.atomic import TMP_PREFIX, append_line
 from jobs.store.housekeeping import TMP_MAX_AGE_S, housekeep
 from jobs.store.lease import write_state
-from jobs.submit import JobSpec, submit
 from tests.chaos.conftest import corrupt_json_files, record, scale, torn_lines
 from tests.conftest import make_png
 

@@ -10,11 +10,11 @@ import zlib
 from pathlib import Path
 from typing import Any
 
+from jobs.intake.submit import JobSpec, submit
 from jobs.ops.gpu import gpu_stats
 from jobs.store import Store
 from jobs.store.lease import claim_next, commit_item, finish
 from jobs.store.status import JobStatus
-from jobs.submit import JobSpec, submit
 from tests.conftest import make_png
 from tests.fakes import FakeNvml, running_state, write_heartbeat, write_job
 

@@ -199,7 +199,7 @@ def test_the_zip_limit_is_per_job_and_folders_count_as_entries(
 def test_each_page_of_a_multipage_tiff_is_read_once_not_from_page_one(monkeypatch: pytest.MonkeyPatch) -> None:
     """The worker's decode: page n+1 after page n reads one more page directory, so a 10,000-page
     TIFF is linear (before: each page walked from page 1, ~45 CPU-minutes)."""
-    from jobs.decode import load_image
+    from jobs.intake.decode import load_image
 
     path = hostile.multipage_tiff(Path(os.environ.get("TMPDIR", "/tmp")) / f"pages-{os.getpid()}.tif", 300)
     reads = 0

@@ -21,13 +21,13 @@ import pytest
 
 from jobs import cli as cli_mod
 from jobs.errors import JobNotFound  # JobDamaged is one: matched by its message (runs on older trees)
+from jobs.intake.submit import JobSpec, submit
 from jobs.ops.liveness import runner_states
 from jobs.store import Store
 from jobs.store.atomic import Corrupt
 from jobs.store.lease import claim_next, commit_item, finish
 from jobs.store.requests import apply_requests
 from jobs.store.status import JobStatus
-from jobs.submit import JobSpec, submit
 from tests.conftest import Runners, cli, cli_json, make_png, wait_for
 from tests.hostile import store_files as hf
 

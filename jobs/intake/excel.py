@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from jobs import config
-from jobs.books import TABLE_EXTS, Book, CsvBook, Embedded, XlsxBook, is_table, open_book
 from jobs.errors import SubmitError
+from jobs.intake.books import TABLE_EXTS, Book, CsvBook, Embedded, XlsxBook, is_table, open_book
+from jobs.intake.workbook_limits import check_cells
 from jobs.ops.terminal import safe
-from jobs.workbook_limits import check_cells
 
 __all__ = [
     "EXCEL_ERRORS",

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from jobs.errors import SubmitError
-from jobs.inputs import size_text
+from jobs.intake.inputs import size_text
 
 _MIB = 1024**2
 

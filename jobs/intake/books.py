@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from jobs.errors import SubmitError
-from jobs.workbook_limits import MAX_CELL_CHARS, check_cells, check_workbook
+from jobs.intake.workbook_limits import MAX_CELL_CHARS, check_cells, check_workbook
 
 WORKBOOK_EXTS = {".xlsx", ".xlsm"}
 CSV_EXTS = {".csv"}

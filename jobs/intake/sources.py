@@ -17,7 +17,7 @@ from pathlib import Path, PurePosixPath
 
 from jobs import config
 from jobs.errors import InputError, SubmitError
-from jobs.inputs import MEDIA_EXTS, ZIP_ERRORS, extract_for_job, sniff_member, too_many_entries, unsafe_member
+from jobs.intake.inputs import MEDIA_EXTS, ZIP_ERRORS, extract_for_job, sniff_member, too_many_entries, unsafe_member
 from jobs.store.atomic import is_disk_full
 
 _WINDOWS = re.compile(r"^(?:[A-Za-z]:[\\/]|\\\\)")

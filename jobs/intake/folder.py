@@ -16,8 +16,8 @@ from pathlib import Path
 
 from jobs import config
 from jobs.errors import InputError, SubmitError
-from jobs.inputs import MEDIA_EXTS
-from jobs.sources import under_roots
+from jobs.intake.inputs import MEDIA_EXTS
+from jobs.intake.sources import under_roots
 
 _DIGITS = re.compile(r"(\d+)")
 #: Bounds on one scan (a symlink maze, a folder of millions of entries): depth, entries listed

@@ -12,15 +12,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jobs import config, excel
+from jobs import config
 from jobs.engines.allow import check_at_submit
 from jobs.engines.registry import validate_options
 from jobs.errors import EngineError, InputError, SubmitError
-from jobs.excel import EXCEL_ERRORS, cell_text
-from jobs.folder import natural_key
-from jobs.folder import scan as folder_scan
-from jobs.inputs import Item, copy_input, expand
-from jobs.sources import Resolver, copy_or_explain
+from jobs.intake import excel
+from jobs.intake.excel import EXCEL_ERRORS, cell_text
+from jobs.intake.folder import natural_key
+from jobs.intake.folder import scan as folder_scan
+from jobs.intake.inputs import Item, copy_input, expand
+from jobs.intake.sources import Resolver, copy_or_explain
 from jobs.store import perms, queue_journal
 from jobs.store.atomic import TMP_PREFIX, fsync_dir, is_disk_full, remove_tree
 from jobs.store.job import new_job_id
