@@ -257,7 +257,7 @@ def cmd_request(store: Store, args: argparse.Namespace) -> int:
 
 
 def cmd_export(store: Store, args: argparse.Namespace) -> int:
-    from jobs.export import write
+    from jobs.exports.export import write
 
     summary = write(store, args.job_id, args.format, Path(args.output))
     _print(args, {"id": args.job_id, **summary.to_dict()}, f"wrote {summary.path}")

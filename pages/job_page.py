@@ -11,7 +11,7 @@ import streamlit as st
 
 from jobs import config
 from jobs.errors import JobNotFound, OcrJobsError
-from jobs.export import FORMATS, render
+from jobs.exports.export import FORMATS, render
 from jobs.ops.diagnose import diagnose
 from jobs.store.job import JOB_ID
 from jobs.store.status import JobStatus

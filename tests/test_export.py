@@ -22,9 +22,10 @@ from openpyxl.workbook.defined_name import DefinedName
 from openpyxl.worksheet.datavalidation import DataValidation
 from openpyxl.worksheet.table import Table
 
-from jobs import config, export
+from jobs import config
+from jobs.exports import export
+from jobs.exports.shift import insert_columns
 from jobs.intake.submit import JobSpec, submit, submit_table
-from jobs.shift import insert_columns
 from jobs.store import Store
 from jobs.store.atomic import atomic_write_json
 from tests.conftest import PY, REPO, cli, cli_json, make_png
@@ -184,7 +185,7 @@ def test_10000_items_export_without_holding_the_job_in_memory(state: Path, tmp_p
     for fmt in ("json", "xlsx"):
         # in a process of its own: tracemalloc counts every thread, and this one has others' threads
         code = (
-            "import json, sys, tracemalloc, openpyxl; from jobs import export; from jobs.store.store import Store; "
+            "import json, sys, tracemalloc, openpyxl; from jobs.exports import export; from jobs.store import Store; "
             "export.write(Store(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4] + '.warm'); "  # imports done
             "tracemalloc.start(); s = export.write(Store(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]); "
             "print(json.dumps([tracemalloc.get_traced_memory()[1], s.missing, s.counts]))"

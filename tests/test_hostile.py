@@ -24,8 +24,8 @@ import pytest
 from openpyxl import Workbook, load_workbook
 
 from jobs import config
-from jobs import export as export_mod
 from jobs.errors import InputError, JobNotFound, SubmitError
+from jobs.exports import export as export_mod
 from jobs.intake import excel
 from jobs.intake.decode import load_item
 from jobs.intake.inputs import expand

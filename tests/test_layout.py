@@ -41,7 +41,7 @@ def test_top_level_layout() -> None:
 
 def test_client_side_modules_import_no_engine_or_ui_library() -> None:
     code = (
-        "import sys, jobs, jobs.cli, jobs.store.store, jobs.intake.submit, jobs.export, jobs.ops.health, "
+        "import sys, jobs, jobs.cli, jobs.store.store, jobs.intake.submit, jobs.exports.export, jobs.ops.health, "
         "jobs.store.requests; "
         f"print([m for m in {HEAVY!r} if m in sys.modules])"
     )

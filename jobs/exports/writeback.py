@@ -1,7 +1,7 @@
 """Results back into the user's own sheet: three columns right of the chosen one.
 
 For a workbook, xlsx is a copy of the original (formulas, styles, other sheets kept; see
-:mod:`jobs.shift` for what moves with the inserted columns). csv is the chosen sheet's values
+:mod:`jobs.exports.shift` for what moves with the inserted columns). csv is the chosen sheet's values
 (a CSV keeps its own delimiter) with the three columns inserted. A row whose cell named a
 multi-page PDF, or held several pictures, gets its pages' texts joined in order.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from jobs.errors import OcrJobsError, SubmitError
-from jobs.export import Tracker, csv_safe, excel_value, info_sheet, neutralise, write_only_cell
+from jobs.exports.export import Tracker, csv_safe, excel_value, info_sheet, neutralise, write_only_cell
 from jobs.intake.workbook_limits import check_cells, check_workbook
 
 RESULT_HEADERS = ("OCR text", "OCR status", "OCR error")
@@ -68,7 +68,7 @@ def _workbook(
     from openpyxl.cell.cell import MergedCell
     from openpyxl.utils import get_column_letter
 
-    from jobs.shift import insert_columns
+    from jobs.exports.shift import insert_columns
 
     if not src.is_file():
         raise OcrJobsError(f"the job's copy of the workbook is missing ({src}); export as json or txt instead")

@@ -1,7 +1,7 @@
 """Exports of a job's results: json (a list of items), csv and xlsx (a table), txt (pages in order).
 
 A job submitted from a workbook or CSV exports csv/xlsx as the user's own sheet with three result
-columns right of the chosen one (:mod:`jobs.writeback`). Every export streams items one at a time
+columns right of the chosen one (:mod:`jobs.exports.writeback`). Every export streams items one at a time
 from the job folder, so a 10,000-item job is never held in memory twice, and is written to a
 temporary file renamed into place: a failed export never leaves half a file. Exports of running
 or cancelled jobs work; their missing items are marked ``pending`` and counted in the summary.
@@ -148,7 +148,7 @@ def write(store: Store, job_id: str, fmt: str, dest: Path) -> Summary:
     tmp = dest.with_name(f"{TMP_PREFIX}{dest.name}.{secrets.token_hex(3)}")
     try:
         if table and fmt in ("csv", "xlsx"):
-            from jobs import writeback
+            from jobs.exports import writeback
 
             writeback.write(store.job_dir(job_id), table, items, fmt, tmp, dest.suffix.lower())
         elif fmt == "xlsx":
