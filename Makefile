@@ -60,7 +60,7 @@ run: setup
 	@echo "runner + dashboard on http://$(HOST):$(PORT) (job folder: $(STATE)); Ctrl-C stops both"
 	@$(PY) runner.py --state $(STATE) & runner=$$!; \
 	trap 'kill $$runner 2>/dev/null; wait $$runner' EXIT INT TERM; \
-	$(PY) -m jobs.dashboard_gate --server.address $(HOST) --server.port $(PORT) \
+	$(PY) -m jobs.dashboard.gate --server.address $(HOST) --server.port $(PORT) \
 		--server.headless true --browser.gatherUsageStats false
 
 runner: setup

@@ -1,6 +1,6 @@
 """ocrjobs dashboard: routes between the pages and shows runner health in the sidebar.
 
-Run with `make run` or `python -m jobs.dashboard_gate`: the gate (jobs/dashboard_gate.py) keeps
+Run with `make run` or `python -m jobs.dashboard.gate`: the gate (jobs/dashboard/gate.py) keeps
 uploads and downloads behind OCRJOBS_DASHBOARD_PASSWORD too. The dashboard only reads the store and
 writes requests; the runner does all OCR, so nothing here blocks on a model.
 """

@@ -12,7 +12,8 @@ from typing import Any
 import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-from jobs import Job, Store, dashboard_gate
+from jobs import Job, Store
+from jobs.dashboard import gate
 from jobs.store.status import JobStatus
 
 HERE = Path(__file__).parent
@@ -38,11 +39,11 @@ def get_store() -> Store:
 
 def logged_in() -> bool:
     """Whether this session may see the dashboard: no password set, or it gave the password to a
-    dashboard started through the gate (``python -m jobs.dashboard_gate``, ``make run``)."""
-    if not dashboard_gate.password():
+    dashboard started through the gate (``python -m jobs.dashboard.gate``, ``make run``)."""
+    if not gate.password():
         return True
     ctx = get_script_run_ctx()
-    return dashboard_gate.installed() and dashboard_gate.logged_in(ctx.session_id if ctx else None)
+    return gate.installed() and gate.logged_in(ctx.session_id if ctx else None)
 
 
 def require_login() -> None:
@@ -54,10 +55,10 @@ def require_login() -> None:
 def login() -> None:
     """The only page a session without the password can reach (OCRJOBS_DASHBOARD_PASSWORD)."""
     st.title("ocrjobs")
-    if not dashboard_gate.installed():
+    if not gate.installed():
         st.error(
             "This dashboard has a password, so it only serves when started through its gate: "
-            "`make run` or `python -m jobs.dashboard_gate`, not `streamlit run dashboard.py`."
+            "`make run` or `python -m jobs.dashboard.gate`, not `streamlit run dashboard.py`."
         )
         return
     with st.form("login"):
@@ -66,8 +67,8 @@ def login() -> None:
     if not submitted or not given:
         return
     try:
-        ok = dashboard_gate.check_password(given, dashboard_gate.password() or "")
-    except dashboard_gate.GateError as e:
+        ok = gate.check_password(given, gate.password() or "")
+    except gate.GateError as e:
         st.error(str(e))
         return
     if not ok:
@@ -75,7 +76,7 @@ def login() -> None:
         return
     ctx = get_script_run_ctx()
     if ctx is not None:
-        dashboard_gate.log_in(ctx.session_id, dict(st.context.cookies))
+        gate.log_in(ctx.session_id, dict(st.context.cookies))
     st.rerun()
 
 

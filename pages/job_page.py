@@ -10,12 +10,12 @@ from typing import Any
 import streamlit as st
 
 from jobs import config
+from jobs.dashboard.thumbnails import thumbnail_png
 from jobs.errors import JobNotFound, OcrJobsError
 from jobs.exports.export import FORMATS, render
 from jobs.ops.diagnose import diagnose
 from jobs.store.job import JOB_ID
 from jobs.store.status import JobStatus
-from jobs.thumbnails import thumbnail_png
 from pages.common import ACTIVE, age, get_store, request, require_login
 from pages.literal import md_text
 
@@ -43,7 +43,7 @@ st.query_params["id"] = job_id
 
 
 def preview(item: dict[str, Any], dpi: int) -> str | None:
-    """A <= 160 px data-URI preview (jobs/thumbnails.py: confined, size-limited, cached in the job folder)."""
+    """A <= 160 px data-URI preview (jobs/dashboard/thumbnails.py: confined, size-limited, cached in the job folder)."""
     png = thumbnail_png(store.job_dir(job_id), item, dpi)
     return "data:image/png;base64," + base64.b64encode(png).decode() if png else None
 

@@ -168,8 +168,8 @@ def test_job_page_shows_the_diagnosis_of_an_orphaned_job(store: Store) -> None:
 
 
 def gate(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The dashboard as `python -m jobs.dashboard_gate` starts it, with no session logged in yet."""
-    from jobs import dashboard_gate
+    """The dashboard as `python -m jobs.dashboard.gate` starts it, with no session logged in yet."""
+    from jobs.dashboard import gate as dashboard_gate
 
     monkeypatch.setattr(dashboard_gate._state, "installed", True)
     monkeypatch.setattr(dashboard_gate._state, "sessions", {})
@@ -216,13 +216,13 @@ def test_a_password_protected_dashboard_started_without_its_gate_serves_nothing(
     """`streamlit run dashboard.py` would leave uploads and downloads ungated: it must not serve."""
     monkeypatch.setenv("OCRJOBS_DASHBOARD_PASSWORD", "s3cret")
     at = AppTest.from_file(str(REPO / "dashboard.py"), default_timeout=30).run()
-    assert "python -m jobs.dashboard_gate" in at.error[0].value and not at.text_input
+    assert "python -m jobs.dashboard.gate" in at.error[0].value and not at.text_input
     at = AppTest.from_file(str(REPO / "pages" / "jobs_page.py"), default_timeout=30).run()
     assert not at.main.children and not at.exception
 
 
 def test_wrong_passwords_in_bulk_lock_every_login_out_for_a_while(monkeypatch: pytest.MonkeyPatch) -> None:
-    from jobs import dashboard_gate
+    from jobs.dashboard import gate as dashboard_gate
 
     monkeypatch.setattr(dashboard_gate, "FAILURE_DELAY_S", 0.0)
     monkeypatch.setattr(dashboard_gate._state, "failures", collections.deque())
@@ -240,11 +240,11 @@ def test_the_gate_survives_streamlit_reimporting_an_edited_module(monkeypatch: p
     import importlib
     import sys
 
-    from jobs import dashboard_gate
+    from jobs.dashboard import gate as dashboard_gate
 
     gate(monkeypatch)
     dashboard_gate.log_in("session-1", {})
-    monkeypatch.delitem(sys.modules, "jobs.dashboard_gate")  # both put back after the test
-    monkeypatch.setattr(sys.modules["jobs"], "dashboard_gate", dashboard_gate)
-    fresh = importlib.import_module("jobs.dashboard_gate")
+    monkeypatch.delitem(sys.modules, "jobs.dashboard.gate")  # both put back after the test
+    monkeypatch.setattr(sys.modules["jobs.dashboard"], "gate", dashboard_gate)
+    fresh = importlib.import_module("jobs.dashboard.gate")
     assert fresh is not dashboard_gate and fresh.installed() and fresh.logged_in("session-1")

@@ -1,6 +1,6 @@
 """The dashboard password, attacked from a real Chromium and plain HTTP against the real launcher.
 
-The dashboard is started the way `make run` starts it (`python -m jobs.dashboard_gate`) with
+The dashboard is started the way `make run` starts it (`python -m jobs.dashboard.gate`) with
 OCRJOBS_DASHBOARD_PASSWORD set, over a job folder holding a finished job.
 """
 
@@ -84,7 +84,7 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
     log = open(tmp / "dashboard.log", "wb")  # noqa: SIM115 - closed with the process
     env = {**os.environ, "OCRJOBS_STATE": str(state), "OCRJOBS_DASHBOARD_PASSWORD": PASSWORD}
     proc = subprocess.Popen(
-        [PY, "-m", "jobs.dashboard_gate", "--server.port", str(port), "--server.headless", "true"],
+        [PY, "-m", "jobs.dashboard.gate", "--server.port", str(port), "--server.headless", "true"],
         cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"

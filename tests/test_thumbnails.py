@@ -1,4 +1,4 @@
-"""jobs/thumbnails.py on its own: what is never decoded, never followed, and what is made once."""
+"""jobs/dashboard/thumbnails.py on its own: what is never decoded, never followed, and what is made once."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageFile
 
+from jobs.dashboard.thumbnails import thumbnail_png
 from jobs.intake.submit import JobSpec, submit
 from jobs.store import Store
-from jobs.thumbnails import thumbnail_png
 from tests.conftest import make_png
 from tests.hostile.dashboard import huge_png
 
@@ -81,12 +81,12 @@ def test_a_job_folder_this_process_may_not_write_still_gets_a_preview(
     store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A job folder of another user (a shared group folder the dashboard may only read): no cache."""
-    import jobs.thumbnails
+    import jobs.dashboard.thumbnails
 
     def refused(path: Path, data: bytes, *, durable: bool = True) -> None:
         raise PermissionError(13, "Permission denied", str(path))
 
-    monkeypatch.setattr(jobs.thumbnails, "atomic_write_bytes", refused)
+    monkeypatch.setattr(jobs.dashboard.thumbnails, "atomic_write_bytes", refused)
     job_dir, item = one_item_job(store, make_png(tmp_path / "a.png"))
     assert thumbnail_png(job_dir, item) is not None
     assert not (job_dir / "thumbs" / "000000.png").exists()

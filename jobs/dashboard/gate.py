@@ -1,6 +1,6 @@
 """The dashboard's server-side password gate, and the launcher that installs it.
 
-Run the dashboard with ``python -m jobs.dashboard_gate [streamlit options]`` (``make run`` and the
+Run the dashboard with ``python -m jobs.dashboard.gate [streamlit options]`` (``make run`` and the
 systemd unit do): it installs the gate, then hands off to ``streamlit run dashboard.py``.
 
 Why this patches Streamlit: the password (``OCRJOBS_DASHBOARD_PASSWORD``) is checked by the app
@@ -40,7 +40,7 @@ MAX_FAILURES = 10
 LOCKOUT_WINDOW_S = 60.0
 #: Each wrong password costs its session this long, so guessing is slow even below the limit.
 FAILURE_DELAY_S = 1.0
-DASHBOARD = Path(__file__).resolve().parent.parent / "dashboard.py"
+DASHBOARD = Path(__file__).resolve().parents[2] / "dashboard.py"
 
 _STATE_MODULE = "_ocrjobs_dashboard_gate_state"
 
@@ -213,7 +213,7 @@ def install() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m jobs.dashboard_gate [streamlit options]``: the gated ``streamlit run dashboard.py``."""
+    """``python -m jobs.dashboard.gate [streamlit options]``: the gated ``streamlit run dashboard.py``."""
     from streamlit.web import cli
 
     install()
@@ -222,6 +222,6 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     # Run the launcher from the imported module, so the app script sees the same gate state.
-    from jobs import dashboard_gate
+    from jobs.dashboard import gate
 
-    dashboard_gate.main()
+    gate.main()
