@@ -182,7 +182,7 @@ def measure(work: Path, quick: bool = False, rounds: int = 2) -> tuple[list[Case
 def prefetching() -> bool:
     """Whether this tree's worker decodes the next task while the engine runs (the batching protocol)."""
     try:
-        from jobs import worker
+        from jobs.worker import core as worker
 
         return hasattr(worker, "WorkerCore")
     except ImportError:

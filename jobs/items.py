@@ -114,7 +114,7 @@ class Items:
             {
                 "task_id": task_id,
                 "job_dir": str(self.store.job_dir(claim.job_id)),
-                "state_root": str(self.store.root),  # no engine is imported from in there (jobs/worker.py)
+                "state_root": str(self.store.root),  # no engine is imported from in there (jobs/worker/core.py)
                 "items": batch,
                 "engine": self.spec.get("engine", config.DEFAULT_ENGINE),
                 "engine_options": self.spec.get("engine_options") or {},

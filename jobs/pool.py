@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
-from jobs.worker import worker_main
+from jobs.worker.core import worker_main
 
 log = logging.getLogger(__name__)
 _SPAWN = mp.get_context("spawn")

@@ -38,7 +38,7 @@ class OcrActor:
         if threads:  # before any engine loads: onnxruntime / torch read these at load time
             os.environ[THREADS_ENV] = str(threads)
             os.environ["OMP_NUM_THREADS"] = str(threads)
-        from jobs.worker import WorkerCore
+        from jobs.worker.core import WorkerCore
 
         self.core = WorkerCore(device)
         #: Differs on every (re)start, so the head can tell a restarted actor from the one it killed.
@@ -63,7 +63,7 @@ class OcrActor:
                 return task_id
             task = {**payload, "job_dir": str(tmp)}
             _write_inputs(tmp, files)
-            from jobs.batch import decode_task
+            from jobs.worker.batch import decode_task
 
             decoded = decode_task(task)
             self._emit("decoded", task_id)

@@ -21,7 +21,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from jobs.batch import decode_task, recognize_task
+from jobs.worker.batch import decode_task, recognize_task
 
 Emit = Callable[..., None]
 
