@@ -1,7 +1,7 @@
 """The runner daemon: ``python runner.py [--state DIR] [--once] [--workers N|auto] [--threads T|auto]``.
 
 ``--executor ray [--ray-address ADDR] [--ray-actors N]`` runs the items on Ray actors instead of local
-worker processes (jobs/ray_executor.py); the runner still owns the job folder.
+worker processes (jobs/ray/executor.py); the runner still owns the job folder.
 """
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.ray_actor_cpus <= 0:
         p.error("--ray-actor-cpus must be above 0")
     if args.executor == "ray":
-        from jobs.ray_executor import require_ray
+        from jobs.ray.executor import require_ray
 
         try:
             require_ray()

@@ -292,7 +292,7 @@ class Telemetry:
 
 def _ray_info(handles: list[Any]) -> dict[str, Any] | None:
     """The Ray cluster as the runner sees it (nodes, actors, their GPUs); None if Ray cannot say."""
-    from jobs.ray_cluster import ray_cluster_info
+    from jobs.ray.cluster import ray_cluster_info
 
     try:
         return ray_cluster_info(handles)

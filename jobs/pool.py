@@ -2,7 +2,7 @@
 
 A worker holds up to :data:`DEPTH` tasks (batches of items): the one its engine runs and the
 next, which it decodes meanwhile. ``Items`` (jobs/items.py) drives workers only through the
-interface of :class:`WorkerHandle`, so another executor's handle (jobs/ray_executor.py) plugs in.
+interface of :class:`WorkerHandle`, so another executor's handle (jobs/ray/executor.py) plugs in.
 """
 
 from __future__ import annotations

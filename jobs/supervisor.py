@@ -56,7 +56,7 @@ class RunnerOptions:
     heartbeat_s: float = config.env_float("OCRJOBS_HEARTBEAT_S", 2.0)
     metrics_port: int | None = None  # None: no metrics server
     metrics_host: str = "127.0.0.1"
-    executor: str = "local"  # "ray": the workers are Ray actors (jobs/ray_executor.py)
+    executor: str = "local"  # "ray": the workers are Ray actors (jobs/ray/executor.py)
     ray_address: str | None = None
     ray_actors: int | None = None
     ray_actor_cpus: float = 1.0
@@ -73,7 +73,7 @@ class Runner:
         metrics_at = (opts.metrics_host, opts.metrics_port) if opts.metrics_port is not None else None
         self.telemetry = Telemetry(self.store, self.id, opts.heartbeat_s, metrics_at)
         if opts.executor == "ray":
-            from jobs.ray_cluster import make_ray_handles
+            from jobs.ray.cluster import make_ray_handles
 
             self.workers: list[Any] = make_ray_handles(
                 opts.ray_address, opts.ray_actors, opts.device, opts.ray_actor_cpus

@@ -159,7 +159,7 @@ def test_ray_cluster_info_reports_nodes_actors_and_gpu_per_node(cluster: Any) ->
     import ray
 
     from jobs.errors import OcrJobsError
-    from jobs.ray_cluster import make_ray_handles, ray_cluster_info
+    from jobs.ray.cluster import make_ray_handles, ray_cluster_info
 
     def started(handles: list[Any]) -> dict[str, Any]:
         try:
@@ -214,7 +214,7 @@ def test_runner_without_ray_says_how_to_install_it(state: Path, tmp_path: Path) 
 def test_ocrjobs_imports_and_runs_locally_without_ray(state: Path, tmp_path: Path, runners: Runners) -> None:
     code = (
         "import sys; sys.modules['ray'] = None\n"  # any `import ray` now fails
-        "import jobs.supervisor, jobs.ray_executor, jobs.ray_cluster, jobs.ray_actor, jobs.cli\n"
+        "import jobs.supervisor, jobs.ray.executor, jobs.ray.cluster, jobs.ray.actor, jobs.cli\n"
         "print('ok')"
     )
     out = subprocess.run([PY, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)

@@ -22,8 +22,8 @@ from typing import Any
 
 from jobs.errors import OcrJobsError
 from jobs.pool import DEPTH  # tasks per actor, as for a local worker: one running, one decoding
-from jobs.ray_actor import read_inputs
-from jobs.ray_wakeup import Wakeup
+from jobs.ray.actor import read_inputs
+from jobs.ray.wakeup import Wakeup
 
 log = logging.getLogger("ocrjobs.runner")
 INSTALL_HINT = "the Ray executor needs ray, which is not installed: pip install -r requirements-ray.txt"
@@ -51,7 +51,7 @@ def _actor_class() -> Any:
     global _ACTOR_CLS
     if _ACTOR_CLS is None:
         ray = require_ray()
-        from jobs.ray_actor import OcrActor
+        from jobs.ray.actor import OcrActor
 
         # run in "work", DEPTH at a time (one decodes while one recognises); poll, soft_stop, drop in "ctl"
         for name in ("run", "poll", "soft_stop", "drop", "stats"):

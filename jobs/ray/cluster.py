@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 from jobs.errors import OcrJobsError
-from jobs.ray_executor import MAX_RESTARTS, ActorSpec, RayWorkerHandle, require_ray
+from jobs.ray.executor import MAX_RESTARTS, ActorSpec, RayWorkerHandle, require_ray
 
 _INFO_EVERY_S = 5.0
 _info_cache: dict[str, Any] = {"at": float("-inf"), "nodes": []}

@@ -1,6 +1,6 @@
 """The Ray actor: one engine per actor, fed whole tasks by the head's ``RayWorkerHandle``.
 
-Plain Python (``ray.remote`` is applied in jobs/ray_executor.py), so this module imports without
+Plain Python (``ray.remote`` is applied in jobs/ray/executor.py), so this module imports without
 ray. The actor never sees the job folder: the head sends each task's input files as bytes through
 the object store, and the actor writes them to a private temp dir, decodes and recognises them
 there with the same ``WorkerCore`` a local worker uses, then deletes them. So no node needs a
