@@ -15,12 +15,13 @@ import sys
 # happens to start in (often the shared job folder's parent) must not decide what code it runs. Engines of
 # one's own come from an installed package, or a folder the operator puts on PYTHONPATH, and must be
 # allowed (jobs/engines/allow.py). sys.path[0] is this script's folder, for ``jobs``.
-from jobs import config, sizing
+from jobs import config
 from jobs.engines import allow
 from jobs.engines.base import THREADS_ENV
 from jobs.errors import OcrJobsError
 from jobs.ops import logs
-from jobs.supervisor import Runner, RunnerOptions
+from jobs.runner import sizing
+from jobs.runner.supervisor import Runner, RunnerOptions
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -105,8 +105,8 @@ class Case:
 
 
 def threads_used() -> int:
-    """What ``runner.py --workers 1`` gives its one worker (jobs/sizing.py): every core this process has."""
-    from jobs.sizing import plan
+    """What ``runner.py --workers 1`` gives its one worker (jobs/runner/sizing.py): every core this process has."""
+    from jobs.runner.sizing import plan
 
     return plan(workers=1).threads
 

@@ -83,7 +83,7 @@ def live() -> None:
     m[3].metric("items/s", p["items_per_s"] or "—")
     if job.state.get("error"):
         st.warning(md_text(job.state["error"]))
-    if job.status == JobStatus.PAUSED and job.state.get("reason") == "engine_changed":  # see jobs/pinning.py
+    if job.status == JobStatus.PAUSED and job.state.get("reason") == "engine_changed":  # see jobs/runner/pinning.py
         if st.button("Resume, accepting the engine change", key="accept-engine-change"):
             try:
                 store.request(job.id, "resume", accept_engine_change=True)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from jobs.pool import InFlight, WorkerHandle
+from jobs.runner.pool import InFlight, WorkerHandle
 from tests.conftest import Runners, events, job, make_png
 from tests.engines import BLUE, RED, YELLOW
 from tests.test_runner import commits_per_index, exported, pngs, submit, text, wait_status

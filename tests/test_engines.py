@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from jobs import sizing
 from jobs.engines import tessdata
 from jobs.engines.script import has_cjk, has_latin, merge_line, tidy_cjk
 from jobs.engines.tesseract import side_by_side
 from jobs.errors import EngineError
+from jobs.runner import sizing
 
 
 @pytest.mark.parametrize(

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from jobs.heartbeat import Telemetry
 from jobs.ops import gpu, mounts
 from jobs.ops.metrics import RunnerMetrics
+from jobs.runner.heartbeat import Telemetry
 from jobs.store import Store
 from tests.conftest import PY, REPO, Runners, cli_json, make_png
 from tests.fakes import FakeNvml, running_state, write_heartbeat, write_job

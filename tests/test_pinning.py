@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from jobs import pinning
 from jobs.intake.submit import JobSpec, submit
+from jobs.runner import pinning
 from jobs.store import Store
 from jobs.store.lease import claim_next
 from jobs.store.requests import apply_requests

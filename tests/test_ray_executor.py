@@ -214,7 +214,7 @@ def test_runner_without_ray_says_how_to_install_it(state: Path, tmp_path: Path) 
 def test_ocrjobs_imports_and_runs_locally_without_ray(state: Path, tmp_path: Path, runners: Runners) -> None:
     code = (
         "import sys; sys.modules['ray'] = None\n"  # any `import ray` now fails
-        "import jobs.supervisor, jobs.ray.executor, jobs.ray.cluster, jobs.ray.actor, jobs.cli\n"
+        "import jobs.runner.supervisor, jobs.ray.executor, jobs.ray.cluster, jobs.ray.actor, jobs.cli\n"
         "print('ok')"
     )
     out = subprocess.run([PY, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)

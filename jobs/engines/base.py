@@ -14,7 +14,7 @@ from typing import Any
 
 from PIL import Image
 
-#: Set by the runner for its workers: the intra-op threads each may use (see jobs/sizing.py).
+#: Set by the runner for its workers: the intra-op threads each may use (see jobs/runner/sizing.py).
 THREADS_ENV = "OCRJOBS_THREADS"
 
 

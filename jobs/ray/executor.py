@@ -3,7 +3,7 @@
 The runner on the head node stays the only owner of the job folder (claims, commits, events); an
 actor gets a task's input files as bytes through Ray's object store and sends back results as
 messages, so no node needs a shared filesystem. ``RayWorkerHandle`` has the interface of
-jobs/pool.py's ``WorkerHandle``, so jobs/items.py's dispatch, timeout, crash and poison rules apply
+jobs/runner/pool.py's ``WorkerHandle``, so jobs/runner/items.py's dispatch, timeout, crash and poison rules apply
 unchanged: an actor or node that dies turns into ``alive() == False`` (a crash: the task's items go
 back to pending, an item that crashed twice is set aside), and a hard timeout ``ray.kill``s the
 actor and lets Ray restart it (``max_restarts``).
@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from jobs.errors import OcrJobsError
-from jobs.pool import DEPTH  # tasks per actor, as for a local worker: one running, one decoding
 from jobs.ray.actor import read_inputs
 from jobs.ray.wakeup import Wakeup
+from jobs.runner.pool import DEPTH  # tasks per actor, as for a local worker: one running, one decoding
 
 log = logging.getLogger("ocrjobs.runner")
 INSTALL_HINT = "the Ray executor needs ray, which is not installed: pip install -r requirements-ray.txt"

@@ -302,7 +302,7 @@ def settle(store: Store, claim: Claim) -> JobStatus | None:
     """The held job's final status, from its valid result files: never from the counts kept while it
     ran, nor from the names in results/ (a file may have been truncated or forged since). None while
     an item has no valid result: the runner's store has set the bad file aside, so reloading the
-    pending items (jobs/items.py) redoes it. The recount becomes the job's progress."""
+    pending items (jobs/runner/items.py) redoes it. The recount becomes the job's progress."""
     counts = store.count_results(claim.job_id)
     claim.state["progress"] = {**counts, "current": None}
     if sum(counts.values()) < store.get(claim.job_id).total:

@@ -99,7 +99,7 @@ def apply_one(store: Store, job_id: str, state: dict[str, Any], req: dict[str, A
         state["finished_at"] = time.time()
     if kind == "resume":
         state.update(reason=None, error=None)
-        if req.get("accept_engine_change"):  # jobs/pinning.py records the new engine at the next claim
+        if req.get("accept_engine_change"):  # jobs/runner/pinning.py records the new engine at the next claim
             state["engine_change_accepted"] = True
     write_state(store, job_id, state)
     log_event(store, job_id, f"request_{kind}", status=target.value)

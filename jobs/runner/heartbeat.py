@@ -30,7 +30,7 @@ from jobs.store.atomic import Corrupt, atomic_write_bytes, atomic_write_json, re
 from jobs.store.store import Store
 
 if TYPE_CHECKING:
-    from jobs.supervisor import Runner
+    from jobs.runner.supervisor import Runner
 
 log = logging.getLogger("ocrjobs.runner")
 

@@ -5,7 +5,7 @@ A worker that cannot start (an engine that kills its process while loading, a br
 to be respawned as fast as the runner's loop turned, tens of thousands of times a minute, while its job
 never moved. A death counts as a *failed start* if the worker said nothing at all, died while loading
 its engine, or died idle within :data:`YOUNG_S` of starting; a crash on an item is not one (that is the
-item's doing, and jobs/items.py sets poison items aside).
+item's doing, and jobs/runner/items.py sets poison items aside).
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ import logging
 import time
 from pathlib import Path
 
-from jobs.pool import WorkerHandle
+from jobs.runner.pool import WorkerHandle
 from jobs.store.lease import Claim, log_event
 from jobs.store.requests import apply_requests
 from jobs.store.status import JobStatus

@@ -6,7 +6,7 @@ only set a flag (the loop acts on it). Local timing is monotonic; only lease exp
 other hosts must read, is wall-clock (see docs/architecture.md).
 
 This module holds the loop and the job as a whole (claim, renew, end, hand back); the items
-are ``jobs/items.py``'s, and winding a job down on request is ``jobs/drain.py``'s.
+are ``jobs/runner/items.py``'s, and winding a job down on request is ``jobs/runner/drain.py``'s.
 """
 
 from __future__ import annotations
@@ -21,14 +21,15 @@ from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Any
 
-from jobs import config, pinning
-from jobs.drain import Drain
+from jobs import config
 from jobs.engines import allow
 from jobs.errors import EngineError, JobNotFound, LeaseLost, StoreBusy
-from jobs.heartbeat import Telemetry
-from jobs.items import Items
-from jobs.pool import WorkerHandle
-from jobs.reserve import DiskReserve
+from jobs.runner import pinning
+from jobs.runner.drain import Drain
+from jobs.runner.heartbeat import Telemetry
+from jobs.runner.items import Items
+from jobs.runner.pool import WorkerHandle
+from jobs.runner.reserve import DiskReserve
 from jobs.store import lease, shared_folder
 from jobs.store.atomic import Corrupt, is_disk_full
 from jobs.store.housekeeping import housekeep
@@ -164,7 +165,7 @@ class Runner:
                 log.warning("housekeeping: %s", e)
         for w in self.workers:
             w.messages()  # keep heartbeats flowing while idle
-        self.items.respawn.revive(self.workers)  # dead ones come back: at once, or after a pause (jobs/respawn.py)
+        self.items.respawn.revive(self.workers)  # dead ones back: at once, or after a pause (runner/respawn.py)
         try:
             apply_requests(self.store)
             claim = lease.claim_next(self.store, self.id, self.opts.lease_s, config.DEFAULT_MAX_ATTEMPTS)
@@ -321,8 +322,8 @@ class Runner:
 
     # -- bookkeeping --------------------------------------------------------------------------
     def _write_heartbeat(self) -> None:
-        self.telemetry.write(self)  # state/runners/<id>.json; see jobs/heartbeat.py
-        self._reserve.keep()  # see jobs/reserve.py
+        self.telemetry.write(self)  # state/runners/<id>.json; see jobs/runner/heartbeat.py
+        self._reserve.keep()  # see jobs/runner/reserve.py
 
     def _shutdown(self) -> None:
         if self.claim is not None:

@@ -15,9 +15,9 @@ from collections import deque
 from typing import Any
 
 from jobs import config
-from jobs.heartbeat import Telemetry
-from jobs.pool import DEPTH, InFlight, WorkerHandle
-from jobs.respawn import Respawner, describe_exit
+from jobs.runner.heartbeat import Telemetry
+from jobs.runner.pool import DEPTH, InFlight, WorkerHandle
+from jobs.runner.respawn import Respawner, describe_exit
 from jobs.store import lease
 from jobs.store.lease import Claim, log_event
 from jobs.store.status import ErrorKind, ItemStatus

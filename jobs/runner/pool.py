@@ -1,7 +1,7 @@
 """The supervisor's side of worker subprocesses: start, feed, watch, kill, respawn.
 
 A worker holds up to :data:`DEPTH` tasks (batches of items): the one its engine runs and the
-next, which it decodes meanwhile. ``Items`` (jobs/items.py) drives workers only through the
+next, which it decodes meanwhile. ``Items`` (jobs/runner/items.py) drives workers only through the
 interface of :class:`WorkerHandle`, so another executor's handle (jobs/ray/executor.py) plugs in.
 """
 
@@ -80,7 +80,7 @@ class WorkerHandle:
         self.max_batch, self.loaded_key = 1, None  # a new process has no engine yet
         self.loading_since = None
         self.last_hb = self.started_at = time.monotonic()
-        self.heard = False  # nothing from this process yet: if it dies now, it never started (jobs/respawn.py)
+        self.heard = False  # nothing from this process yet: if it dies now, it never started (jobs/runner/respawn.py)
         log.info("worker %d started (pid %d)", self.slot, self.proc.pid)
 
     @property
