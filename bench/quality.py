@@ -31,7 +31,7 @@ def measure(work: Path, quick: bool) -> dict[str, object]:
     t0 = time.monotonic()
     log = run_once(state)
     elapsed = time.monotonic() - t0
-    rows = {engine: results(state, job_id) for engine, job_id in jobs.runner.items()}
+    rows = {engine: results(state, job_id) for engine, job_id in jobs.items()}
     return {"samples": samples, "rows": rows, "elapsed": elapsed, "sizing": sizing_line(log)}
 
 

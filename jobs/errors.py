@@ -27,6 +27,11 @@ class JobDamaged(JobNotFound):
         self.job_id, self.reason = job_id, reason
 
 
+class Corrupt(OcrJobsError):
+    """A JSON file exists but cannot be parsed into the expected shape (raised by jobs.store.safejson
+    and jobs.store.atomic; here, below both, so neither imports the other for it)."""
+
+
 class InvalidTransition(OcrJobsError):
     pass
 

@@ -24,14 +24,13 @@ import pytest
 from openpyxl import Workbook, load_workbook
 
 from jobs import config
-from jobs.errors import InputError, JobNotFound, SubmitError
+from jobs.errors import Corrupt, InputError, JobNotFound, SubmitError
 from jobs.exports import export as export_mod
 from jobs.intake import excel
 from jobs.intake.decode import load_item
 from jobs.intake.inputs import expand
 from jobs.intake.submit import JobSpec, submit, submit_table
 from jobs.store import Store
-from jobs.store.atomic import Corrupt
 from tests.conftest import PY, REPO
 from tests.fakes import write_job
 from tests.test_inputs import handmade_pdf, jpeg_bytes, pdf_bytes, png_bytes, png_header_only, zip_bytes

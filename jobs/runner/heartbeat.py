@@ -24,9 +24,10 @@ from typing import TYPE_CHECKING, Any
 import psutil
 
 from jobs import config
+from jobs.errors import Corrupt
 from jobs.ops import mounts
 from jobs.ops.gpu import gpu_stats
-from jobs.store.atomic import Corrupt, atomic_write_bytes, atomic_write_json, read_json
+from jobs.store.atomic import atomic_write_bytes, atomic_write_json, read_json
 from jobs.store.store import Store
 
 if TYPE_CHECKING:

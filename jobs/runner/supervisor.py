@@ -23,7 +23,7 @@ from typing import Any
 
 from jobs import config
 from jobs.engines import allow
-from jobs.errors import EngineError, JobNotFound, LeaseLost, StoreBusy
+from jobs.errors import Corrupt, EngineError, JobNotFound, LeaseLost, StoreBusy
 from jobs.runner import pinning
 from jobs.runner.drain import Drain
 from jobs.runner.heartbeat import Telemetry
@@ -31,7 +31,7 @@ from jobs.runner.items import Items
 from jobs.runner.pool import WorkerHandle
 from jobs.runner.reserve import DiskReserve
 from jobs.store import lease, shared_folder
-from jobs.store.atomic import Corrupt, is_disk_full
+from jobs.store.atomic import is_disk_full
 from jobs.store.housekeeping import housekeep
 from jobs.store.lease import Claim
 from jobs.store.requests import apply_requests

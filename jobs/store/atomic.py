@@ -18,7 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from jobs.errors import OcrJobsError
+from jobs.errors import Corrupt
+from jobs.store import safejson
 
 log = logging.getLogger(__name__)
 
@@ -80,17 +81,11 @@ def append_line(path: Path, obj: Any) -> None:
         os.close(fd)
 
 
-class Corrupt(OcrJobsError):
-    """A JSON file exists but cannot be parsed into the expected shape."""
-
-
 def read_json(path: Path, *, expect: type = dict, kind: str = "any") -> Any:
     """Return the parsed file, None if it does not exist; raise :class:`Corrupt` if unreadable.
 
     Read through :func:`jobs.store.safejson.read_json`: regular files only, size-capped, depth-checked,
     finite numbers, and the schema of ``kind`` (see jobs/store/schemas.py)."""
-    from jobs.store import safejson  # it imports Corrupt from here
-
     obj = safejson.read_json(path, kind)
     if obj is None:
         return None

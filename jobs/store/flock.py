@@ -13,8 +13,7 @@ import fcntl
 import os
 import time
 
-from jobs.errors import JobDamaged, JobNotFound, StoreBusy
-from jobs.store.atomic import Corrupt
+from jobs.errors import Corrupt, JobDamaged, JobNotFound, StoreBusy
 from jobs.store.safejson import open_regular
 
 

@@ -7,9 +7,9 @@ import os
 import time
 from pathlib import Path
 
-from jobs.errors import JobNotFound
+from jobs.errors import Corrupt, JobNotFound
 from jobs.store import queue_journal
-from jobs.store.atomic import TMP_PREFIX, Corrupt, read_json, remove_tree
+from jobs.store.atomic import TMP_PREFIX, read_json, remove_tree
 from jobs.store.status import JobStatus
 from jobs.store.store import Store
 

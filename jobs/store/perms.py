@@ -16,13 +16,19 @@ import os
 import pwd
 import stat
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from jobs.errors import JobNotFound, OcrJobsError
 from jobs.store.safejson import open_regular
 
-if TYPE_CHECKING:
-    from jobs.store.store import Store
+
+class Folder(Protocol):
+    """What this module needs of a :class:`jobs.store.store.Store` (which calls it, so it cannot
+    import the store back): its root and where a job's folder is."""
+
+    root: Path
+
+    def job_dir(self, job_id: str) -> Path: ...
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +98,7 @@ def seal_job_folder(tmp: Path, shared: bool) -> None:
         dirnames[:] = [d for d in dirnames if not os.path.islink(os.path.join(dirpath, d))]
 
 
-def job_owner_uid(store: Store, job_id: str) -> int:
+def job_owner_uid(store: Folder, job_id: str) -> int:
     """The job's owner: its folder's owner (raises JobNotFound if there is no such job)."""
     try:
         return os.stat(store.job_dir(job_id)).st_uid
@@ -100,12 +106,12 @@ def job_owner_uid(store: Store, job_id: str) -> int:
         raise JobNotFound(job_id) from None
 
 
-def allowed_uids(store: Store, job_id: str) -> set[int]:
+def allowed_uids(store: Folder, job_id: str) -> set[int]:
     """Who may change the job: root, its owner and the folder's owner (the operator, the dashboard)."""
     return {0, job_owner_uid(store, job_id), os.stat(store.root).st_uid}
 
 
-def check_may_request(store: Store, job_id: str, kind: str) -> None:
+def check_may_request(store: Folder, job_id: str, kind: str) -> None:
     """Client side: refuse early, with a message, a request the runner would refuse anyway."""
     uid = os.geteuid()
     if uid not in allowed_uids(store, job_id):
@@ -116,7 +122,7 @@ def check_may_request(store: Store, job_id: str, kind: str) -> None:
         )
 
 
-def unreadable(store: Store, job_id: str) -> JobUnreadable:
+def unreadable(store: Folder, job_id: str) -> JobUnreadable:
     """The error for a job folder this user may not open; logged once per job and process (a warning
     in a runner, which should be able to open every job; a client skipping others' jobs says nothing)."""
     try:
@@ -135,7 +141,7 @@ def unreadable(store: Store, job_id: str) -> JobUnreadable:
     return JobUnreadable(job_id, owner)
 
 
-def cannot_open(store: Store, job_id: str) -> bool:
+def cannot_open(store: Folder, job_id: str) -> bool:
     """Whether the job's folder exists but this user may not read its job.json."""
     try:
         os.close(open_regular(store.job_dir(job_id) / "job.json"))
@@ -146,7 +152,7 @@ def cannot_open(store: Store, job_id: str) -> bool:
         return False
 
 
-def request_refusal(store: Store, path: Path, job_id: str) -> str | None:
+def request_refusal(store: Folder, path: Path, job_id: str) -> str | None:
     """Runner side: why a request file may not be applied (its owner may not change the job), or None.
     The file's owner is the kernel's record of who wrote it: another user cannot forge it."""
     try:

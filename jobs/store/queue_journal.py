@@ -25,13 +25,22 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from jobs.errors import Corrupt
 from jobs.store import safejson
-from jobs.store.atomic import Corrupt
+from jobs.store.job import Job
 
-if TYPE_CHECKING:
-    from jobs.store.store import Store
+
+class Folder(Protocol):
+    """What the queue index and :func:`compact` need of a :class:`jobs.store.store.Store` (which
+    appends to the journal, so it cannot be imported from here): its root, its jobs, one job."""
+
+    root: Path
+
+    def list_jobs(self) -> list[Job]: ...
+
+    def get(self, job_id: str) -> Job: ...
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +142,7 @@ class QueueIndex:
     and the running jobs whose leases it watches. Every entry is re-checked under the job's lock
     before it is acted on, so a stale one is merely dropped."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Folder) -> None:
         self.store = store
         self.tail = Tail(store.root)
         self.heap: list[tuple[int, float, str]] = []
@@ -197,7 +206,7 @@ class QueueIndex:
         self.push(job.id, job.priority, job.created_at)
 
 
-def compact(store: Store) -> bool:
+def compact(store: Folder) -> bool:
     """Rewrite the journal with one line per still-queued job, once it is over
     :data:`COMPACT_MIN_BYTES` and twice that. Call under the store lock (one compactor at a time).
 

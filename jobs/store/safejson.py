@@ -1,7 +1,7 @@
 """The one reading path for the JSON files of the job folder, which anyone can write into.
 
 A hostile or damaged file must cost its reader a bounded amount of time and memory and end as
-:class:`~jobs.store.atomic.Corrupt` with a reason, never hang, crash or flood a runner, the CLI or the
+:class:`~jobs.errors.Corrupt` with a reason, never hang, crash or flood a runner, the CLI or the
 dashboard. So every read here:
 
 - opens with ``O_NOFOLLOW | O_NONBLOCK`` and checks ``fstat``: a symlink (to ``/dev/zero``), a FIFO
@@ -24,7 +24,7 @@ import re
 import stat
 from typing import Any
 
-from jobs.store.atomic import Corrupt
+from jobs.errors import Corrupt
 from jobs.store.schemas import KINDS, MAX_DEPTH
 
 _OPEN_FLAGS = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC

@@ -19,9 +19,9 @@ from typing import Any
 from filelock import FileLock
 
 from jobs import config
-from jobs.errors import JobDamaged, JobNotFound, SubmitError
+from jobs.errors import Corrupt, JobDamaged, JobNotFound, SubmitError
 from jobs.store import perms, queue_journal, safejson
-from jobs.store.atomic import TMP_PREFIX, Corrupt, append_line, atomic_write_json, quarantine, read_json
+from jobs.store.atomic import TMP_PREFIX, append_line, atomic_write_json, quarantine, read_json
 from jobs.store.flock import Locked
 from jobs.store.job import JOB_ID, Job, item_shape_ok, read_json_at
 from jobs.store.status import ItemStatus, JobStatus

@@ -14,7 +14,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, TypeVar
 
-from jobs.store.atomic import TMP_PREFIX, Corrupt, read_json
+from jobs.errors import Corrupt
+from jobs.store.atomic import TMP_PREFIX, read_json
 
 T = TypeVar("T")
 

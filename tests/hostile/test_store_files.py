@@ -20,11 +20,13 @@ from typing import Any
 import pytest
 
 from jobs import cli as cli_mod
-from jobs.errors import JobNotFound  # JobDamaged is one: matched by its message (runs on older trees)
+from jobs.errors import (
+    Corrupt,
+    JobNotFound,  # JobDamaged is one: matched by its message (runs on older trees)
+)
 from jobs.intake.submit import JobSpec, submit
 from jobs.ops.liveness import runner_states
 from jobs.store import Store
-from jobs.store.atomic import Corrupt
 from jobs.store.lease import claim_next, commit_item, finish
 from jobs.store.requests import apply_requests
 from jobs.store.status import JobStatus
@@ -136,9 +138,9 @@ def test_the_cli_reads_a_folder_full_of_hostile_files_without_a_hang_a_traceback
 def test_every_reader_call_survives_every_attack_on_a_job_file(state: Path, png: Path, name: str) -> None:
     """The calls behind list, show, export, health and the Job page, in process, each bounded."""
     jobs = {attack: done_job(state, [png, png]) for attack in hf.ATTACKS}
-    for attack, job_id in jobs.runner.items():  # after seeding: a seeding claim is a runner's, it would repair
+    for attack, job_id in jobs.items():  # after seeding: a seeding claim is a runner's, it would repair
         hf.damage_job_file(state / "jobs" / job_id, name, attack)
-    for attack, job_id in jobs.runner.items():
+    for attack, job_id in jobs.items():
         store = Store(state)
         bounded(store.list_jobs)
         try:
