@@ -23,7 +23,7 @@ from openpyxl.worksheet.datavalidation import DataValidation
 from openpyxl.worksheet.table import Table
 
 from jobs import config
-from jobs.exports import export
+from jobs.exports import cells, export
 from jobs.exports.shift import insert_columns
 from jobs.intake.submit import JobSpec, submit, submit_table
 from jobs.store import Store
@@ -282,7 +282,7 @@ def test_columns_inserted_inside_a_table_become_its_columns(tmp_path: Path) -> N
 
 
 def test_excel_value_helper() -> None:
-    assert export.excel_value(3.5) == 3.5
-    assert export.excel_value("a\x00b\x1bc\n") == "abc\n"
+    assert cells.excel_value(3.5) == 3.5
+    assert cells.excel_value("a\x00b\x1bc\n") == "abc\n"
     exact = "y" * config.EXCEL_CELL_MAX
-    assert export.excel_value(exact) == exact
+    assert cells.excel_value(exact) == exact

@@ -19,7 +19,7 @@ from openpyxl import Workbook
 from PIL import Image
 
 from jobs.errors import InputError, JobNotFound, SubmitError
-from jobs.exports.export import csv_safe, formula_like
+from jobs.exports.cells import csv_safe, formula_like
 from jobs.intake import excel
 from jobs.intake.decode import item_path, load_item
 from jobs.intake.inputs import expand

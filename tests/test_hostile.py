@@ -25,6 +25,7 @@ from openpyxl import Workbook, load_workbook
 
 from jobs import config
 from jobs.errors import Corrupt, InputError, JobNotFound, SubmitError
+from jobs.exports import cells
 from jobs.exports import export as export_mod
 from jobs.intake import excel
 from jobs.intake.decode import load_item
@@ -154,7 +155,7 @@ def assert_inert_csv(path: Path) -> None:
     with open(path, encoding="utf-8-sig", newline="") as f:
         for rec in csv.reader(f, delimiter=";" if path.read_text(encoding="utf-8-sig").count(";") > 5 else ","):
             for value in rec:
-                assert not export_mod.formula_like(value), (value, rec)
+                assert not cells.formula_like(value), (value, rec)
 
 
 def assert_inert_xlsx(path: Path, *must_have: str) -> None:
@@ -164,7 +165,7 @@ def assert_inert_xlsx(path: Path, *must_have: str) -> None:
         for row in ws.iter_rows():
             for cell in row:
                 assert cell.data_type != "f", cell
-                if export_mod.formula_like(cell.value):
+                if cells.formula_like(cell.value):
                     assert cell.data_type == "s" and cell.quotePrefix, (cell.coordinate, cell.value)
                     found.add(cell.value)
     assert set(must_have) <= found, found

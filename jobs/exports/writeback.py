@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from jobs.errors import OcrJobsError, SubmitError
-from jobs.exports.export import Tracker, csv_safe, excel_value, info_sheet, neutralise, write_only_cell
+from jobs.exports.cells import csv_safe, excel_value, info_sheet, neutralise, write_only_cell
+from jobs.exports.results import Tracker
 from jobs.intake.workbook_limits import check_cells, check_workbook
 
 RESULT_HEADERS = ("OCR text", "OCR status", "OCR error")
