@@ -9,7 +9,7 @@ import psutil
 import streamlit as st
 
 from jobs.ops.health import check
-from jobs.runner.heartbeat import read_history
+from jobs.ops.liveness import read_history
 from pages.common import age, get_store, require_login
 from pages.literal import md_text
 

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from jobs.runner.heartbeat import HISTORY_LEN, Resources, Telemetry, read_history
+from jobs.ops.liveness import read_history
+from jobs.runner.heartbeat import HISTORY_LEN, Resources, Telemetry
 from jobs.store import Store
 from tests.conftest import Runners, cli_json, make_png, wait_for
 

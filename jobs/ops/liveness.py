@@ -3,17 +3,21 @@
 A runner rewrites ``state/runners/<id>.json`` every ``interval_s`` (2 s by default). It is
 *stale* after missing about five beats (its loop is blocked or the process is stopped) and
 *dead* after a minute, or at once when its process is gone from this host (a SIGKILL leaves
-the file behind).
+the file behind). Its last hour of samples (``state/runners/history/<id>.json``, written by
+jobs/runner/heartbeat.py) is read here too, for the dashboard's charts.
 """
 
 from __future__ import annotations
 
 import socket
 import time
+from pathlib import Path
 from typing import Any
 
 import psutil
 
+from jobs.errors import Corrupt
+from jobs.store.atomic import read_json
 from jobs.store.store import Store
 
 DEFAULT_INTERVAL_S = 2.0
@@ -58,3 +62,16 @@ def runner_states(store: Store, now: float | None = None) -> list[dict[str, Any]
         {**hb, "state": runner_state(hb, now), "age_s": round(now - float(hb.get("heartbeat_at") or 0), 1)}
         for hb in store.runners()
     ]
+
+
+def history_path(store: Store, runner_id: str) -> Path:
+    return store.runners_dir / "history" / f"{runner_id}.json"
+
+
+def read_history(store: Store, runner_id: str) -> list[dict[str, Any]]:
+    """A runner's samples of the last hour, oldest first ([] if none)."""
+    try:
+        data = read_json(history_path(store, runner_id), kind="history")
+    except (Corrupt, OSError):  # a corrupt history only costs a chart
+        return []
+    return list((data or {}).get("samples", []))

@@ -23,7 +23,7 @@ from typing import Any
 from jobs.errors import OcrJobsError
 from jobs.ray.actor import read_inputs
 from jobs.ray.wakeup import Wakeup
-from jobs.runner.pool import DEPTH  # tasks per actor, as for a local worker: one running, one decoding
+from jobs.worker.core import DEPTH  # tasks per actor, as for a local worker: one running, one decoding
 
 log = logging.getLogger("ocrjobs.runner")
 INSTALL_HINT = "the Ray executor needs ray, which is not installed: pip install -r requirements-ray.txt"

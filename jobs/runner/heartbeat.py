@@ -19,19 +19,16 @@ import statistics
 import time
 from collections import deque
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import psutil
 
 from jobs import config
-from jobs.errors import Corrupt
 from jobs.ops import mounts
 from jobs.ops.gpu import gpu_stats
-from jobs.store.atomic import atomic_write_bytes, atomic_write_json, read_json
+from jobs.ops.liveness import history_path
+from jobs.store.atomic import atomic_write_bytes, atomic_write_json
 from jobs.store.store import Store
-
-if TYPE_CHECKING:
-    from jobs.runner.supervisor import Runner
 
 log = logging.getLogger("ocrjobs.runner")
 
@@ -43,17 +40,19 @@ RECENT_ITEMS = 20
 STATUSES = ("done", "failed", "timed_out")
 
 
-def history_path(store: Store, runner_id: str) -> Path:
-    return store.runners_dir / "history" / f"{runner_id}.json"
+class RunnerView(Protocol):
+    """What a heartbeat reads of its runner. The runner (jobs/runner/supervisor.py) owns the
+    :class:`Telemetry` and passes itself in, so this module never imports it back."""
 
+    opts: Any  # RunnerOptions: executor, device, grace_s
+    workers: list[Any]  # WorkerHandle or RayWorkerHandle
+    claim: Any  # jobs.store.lease.Claim or None
+    started_at: float
+    stopping: bool
+    last_error: str | None
 
-def read_history(store: Store, runner_id: str) -> list[dict[str, Any]]:
-    """A runner's samples of the last hour, oldest first ([] if none)."""
-    try:
-        data = read_json(history_path(store, runner_id), kind="history")
-    except (Corrupt, OSError):  # a corrupt history only costs a chart
-        return []
-    return list((data or {}).get("samples", []))
+    @property
+    def counters(self) -> dict[str, int]: ...
 
 
 class Resources:
@@ -182,7 +181,7 @@ class Telemetry:
         )
 
     # -- the files ----------------------------------------------------------------------
-    def build(self, runner: Runner) -> dict[str, Any]:
+    def build(self, runner: RunnerView) -> dict[str, Any]:
         now = time.time()
         on_ray = getattr(runner.opts, "executor", "local") == "ray"
         # a Ray actor's pid is a process on its own node: its figures come with its polls instead
@@ -243,7 +242,7 @@ class Telemetry:
             base = {"t": now, **{s: 0 for s in STATUSES}} if not self.history else self.history[-1]
         return {"window_s": round(now - base["t"], 1), **{s: counters[s] - int(base.get(s, 0)) for s in STATUSES}}
 
-    def write(self, runner: Runner) -> None:
+    def write(self, runner: RunnerView) -> None:
         """Write the heartbeat (not fsync'd: it is rewritten every few seconds) and, every 10 s, the history."""
         hb = self.build(runner)
         mono = time.monotonic()

@@ -16,12 +16,13 @@ from typing import Any
 
 from jobs import config
 from jobs.runner.heartbeat import Telemetry
-from jobs.runner.pool import DEPTH, InFlight, WorkerHandle
+from jobs.runner.pool import InFlight, WorkerHandle
 from jobs.runner.respawn import Respawner, describe_exit
 from jobs.store import lease
 from jobs.store.lease import Claim, log_event
 from jobs.store.status import ErrorKind, ItemStatus
 from jobs.store.store import Store
+from jobs.worker.core import DEPTH
 
 log = logging.getLogger("ocrjobs.runner")
 #: Crashes of the same item (counted in state.json, so across restarts) before it is set aside as failed.

@@ -1,6 +1,6 @@
 """The supervisor's side of worker subprocesses: start, feed, watch, kill, respawn.
 
-A worker holds up to :data:`DEPTH` tasks (batches of items): the one its engine runs and the
+A worker holds up to :data:`jobs.worker.core.DEPTH` tasks (batches of items): the one its engine runs and the
 next, which it decodes meanwhile. ``Items`` (jobs/runner/items.py) drives workers only through the
 interface of :class:`WorkerHandle`, so another executor's handle (jobs/ray/executor.py) plugs in.
 """
@@ -15,12 +15,10 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
-from jobs.worker.core import worker_main
+from jobs.worker.core import DEPTH, worker_main
 
 log = logging.getLogger(__name__)
 _SPAWN = mp.get_context("spawn")
-#: Tasks a worker holds at once: the running one and the one being decoded behind it.
-DEPTH = 2
 
 
 @dataclass

@@ -24,6 +24,9 @@ from typing import Any
 from jobs.worker.batch import decode_task, recognize_task
 
 Emit = Callable[..., None]
+#: Tasks a worker holds at once: the running one and the one being decoded behind it (its prefetch).
+#: The local pool (jobs/runner/pool.py) and the Ray executor (jobs/ray/executor.py) both feed this many.
+DEPTH = 2
 
 
 class WorkerCore:
