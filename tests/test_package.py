@@ -68,3 +68,14 @@ def test_make_run_exports_the_job_folder() -> None:
     make = (REPO / "Makefile").read_text()
     assert re.search(r"^run runner: export OCRJOBS_STATE := \$\(abspath \$\(STATE\)\)$", make, re.M)
     assert "--no-build-isolation --no-deps -e ." in make
+
+
+def test_public_names_keep_working() -> None:
+    """What a user may import, whatever the modules are called inside the sub-packages."""
+    code = (
+        "from jobs import InputError, ItemStatus, Job, JobNotFound, JobStatus, OcrJobsError, Store, StoreBusy, "
+        "SubmitError; from jobs.engines import Engine, Recognition; from jobs.store import Job as J, Store as S; "
+        "assert J is Job and S is Store; print('ok')"
+    )
+    proc = subprocess.run([PY, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert proc.stdout.strip() == "ok", proc.stderr
