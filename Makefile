@@ -13,7 +13,8 @@ CJK_FONT := /usr/share/fonts/truetype/wqy/wqy-zenhei.ttc
 
 setup: $(STAMP) system-deps
 
-# Re-installs only when a requirements file changes, so a second `make setup` is quick.
+# Re-installs only when a requirements file or pyproject.toml changes, so a second `make setup` is quick.
+# Last, this project itself, editable: the `ocrjobs` command ($(VENV)/bin/ocrjobs), from any folder.
 $(STAMP): requirements.txt requirements-dev.txt requirements-ray.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
@@ -22,7 +23,7 @@ $(STAMP): requirements.txt requirements-dev.txt requirements-ray.txt pyproject.t
 		$(PY) -m pip install -q "$(CPU_TORCH)"; \
 	fi
 	$(PY) -m pip install -q -r requirements.txt -r requirements-dev.txt -r requirements-ray.txt
-	# this project, editable: the `ocrjobs` command ($(VENV)/bin/ocrjobs), run from any folder
+	$(PY) -c "import setuptools" 2>/dev/null || $(PY) -m pip install -q "setuptools>=64"
 	$(PY) -m pip install -q --no-build-isolation --no-deps -e .
 	touch $(STAMP)
 

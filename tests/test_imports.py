@@ -11,6 +11,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import REPO
 
 JOBS = REPO / "jobs"
@@ -69,7 +71,8 @@ def layer(module: str) -> int:
     best = (-1, -1)  # (length of the matching prefix, layer)
     for n, names in enumerate(LAYERS):
         for prefix in names:
-            if (module == prefix or module.startswith(prefix + ".")) and len(prefix) > best[0]:
+            inside = module == prefix or (prefix != "jobs" and module.startswith(prefix + "."))  # jobs: __init__ only
+            if inside and len(prefix) > best[0]:
                 best = (len(prefix), n)
     assert best[1] >= 0, f"{module} is in no layer: add it to LAYERS (and to docs/architecture.md)"
     return best[1]
@@ -139,6 +142,12 @@ def test_the_top_of_jobs_holds_only_the_public_api_the_cli_config_and_errors() -
     for sub in (p for p in JOBS.iterdir() if p.is_dir() and p.name != "__pycache__"):
         assert (sub / "__init__.py").is_file(), sub
         layer(f"jobs.{sub.name}")
+
+
+def test_a_new_sub_package_must_be_placed_in_a_layer() -> None:
+    with pytest.raises(AssertionError, match="in no layer"):
+        layer("jobs.newthing.module")
+    assert layer("jobs.store.lease") == 1 and layer("jobs") == layer("jobs.cli") == len(LAYERS) - 1
 
 
 def test_the_cycle_check_finds_a_circle() -> None:
