@@ -20,7 +20,7 @@ from jobs.errors import EngineError, InputError, SubmitError
 from jobs.excel import EXCEL_ERRORS, cell_text
 from jobs.folder import natural_key
 from jobs.folder import scan as folder_scan
-from jobs.inputs import Item, copy_input, expand
+from jobs.inputs import Item, copy_input, expand, release_zip_budget
 from jobs.job import new_job_id
 from jobs.sources import Resolver, copy_or_explain
 from jobs.store import Store
@@ -243,6 +243,8 @@ def _create(
     except BaseException:
         remove_tree(tmp)
         raise
+    finally:
+        release_zip_budget(tmp)
     # The job is in place: tell the runners (a failure here only delays it to their next rescan).
     queue_journal.append_quietly(store.root, job_id, "queued", int(priority), created_at)
     return job_id
