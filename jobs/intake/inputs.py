@@ -160,6 +160,11 @@ def budget_left(job_dir: Path) -> int:
     return config.MAX_ZIP_BYTES - _spent.get(str(job_dir), 0)
 
 
+def release_zip_budget(job_dir: Path) -> None:
+    """Forget a built (or abandoned) job's extraction count, so a long-lived dashboard keeps none."""
+    _spent.pop(str(job_dir), None)
+
+
 def _over(left: int) -> str:
     limit = size_text(config.MAX_ZIP_BYTES)
     full = left >= config.MAX_ZIP_BYTES

@@ -20,7 +20,7 @@ from jobs.intake import excel
 from jobs.intake.excel import EXCEL_ERRORS, cell_text
 from jobs.intake.folder import natural_key
 from jobs.intake.folder import scan as folder_scan
-from jobs.intake.inputs import Item, copy_input, expand
+from jobs.intake.inputs import Item, copy_input, expand, release_zip_budget
 from jobs.intake.sources import Resolver, copy_or_explain
 from jobs.store import perms, queue_journal
 from jobs.store.atomic import TMP_PREFIX, fsync_dir, is_disk_full, remove_tree
@@ -245,6 +245,8 @@ def _create(
     except BaseException:
         remove_tree(tmp)
         raise
+    finally:
+        release_zip_budget(tmp)
     # The job is in place: tell the runners (a failure here only delays it to their next rescan).
     queue_journal.append_quietly(store.root, job_id, "queued", int(priority), created_at)
     return job_id

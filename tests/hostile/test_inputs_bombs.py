@@ -22,14 +22,32 @@ from tests.hostile import inputs as hostile
 SIZE = "tests.engines:SizeEngine"
 
 
+#: ``python -m jobs ARGS`` that writes its own peak RSS (VmHWM, KiB) to PEAK_FILE as it exits. Not the
+#: rusage of the waited-for child: a child forked from this (large) pytest process starts its
+#: ru_maxrss at the parent's size, which would hide what the command itself used.
+PEAK_CLI = (
+    "import atexit, os, runpy, sys\n"
+    "def peak():\n"
+    "    hwm = next(l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM'))\n"
+    "    open(os.environ['PEAK_FILE'], 'w').write(hwm)\n"
+    "atexit.register(peak)\n"
+    "sys.argv = ['jobs', *sys.argv[1:]]\n"
+    "runpy.run_module('jobs', run_name='__main__', alter_sys=True)\n"
+)
+
+
 def measured(state: Path, *args: str, timeout: float = 120) -> tuple[int, str, float]:
     """Run the CLI as a user would; (exit code, stdout + stderr, peak RSS in MB of that process)."""
     out = state.parent / f"out-{time.monotonic_ns()}.txt"
+    peak_file = out.with_suffix(".peak")
+    env = {**os.environ, "PEAK_FILE": str(peak_file)}
     with open(out, "wb") as f:
-        proc = subprocess.Popen([PY, "-m", "jobs", "--state", str(state), *args], cwd=REPO, stdout=f, stderr=f)
+        proc = subprocess.Popen(
+            [PY, "-c", PEAK_CLI, "--state", str(state), *args], cwd=REPO, stdout=f, stderr=f, env=env
+        )
     deadline = time.monotonic() + timeout
     while True:
-        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        pid, status, _ = os.wait4(proc.pid, os.WNOHANG)
         if pid:
             break
         if time.monotonic() > deadline:
@@ -41,7 +59,9 @@ def measured(state: Path, *args: str, timeout: float = 120) -> tuple[int, str, f
     with open(out, "rb") as f:  # what a bomb prints may be huge: the start says enough
         text = f.read(1 << 16).decode(errors="replace")
     out.unlink()
-    return proc.returncode, text, usage.ru_maxrss / 1024
+    peak_kib = int(peak_file.read_text())
+    peak_file.unlink()
+    return proc.returncode, text, peak_kib / 1024
 
 
 def run_once(state: Path, env: dict[str, str] | None = None) -> None:
