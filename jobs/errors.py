@@ -9,7 +9,7 @@ class OcrJobsError(Exception):
 
 class JobNotFound(OcrJobsError):
     def __init__(self, job_id: str) -> None:
-        super().__init__(f"no job with id {job_id!r} (see `python -m jobs list`)")
+        super().__init__(f"no job with id {job_id!r} (see `ocrjobs list`)")
         self.job_id = job_id
 
 
@@ -22,7 +22,7 @@ class JobDamaged(JobNotFound):
             self,
             f"job {job_id} is damaged: {reason}. Its results are kept in jobs/{job_id}/results; "
             "a runner sets the damaged file aside in state/quarantine/ (see its .reason.txt); "
-            f"`python -m jobs delete {job_id}` removes the job",
+            f"`ocrjobs delete {job_id}` removes the job",
         )
         self.job_id, self.reason = job_id, reason
 

@@ -83,7 +83,7 @@ def test_a_stalled_job_degrades_health(store: Store) -> None:
     busy_runner(store, quiet_s=30, per_item_s=1.0, item_running_s=30)
     report = health.check(store)
     assert report["status"] == "degraded" and report["stuck_jobs"][0]["diagnosis"] == "stalled"
-    assert f"see `python -m jobs diagnose {JOB}`" in report["reasons"][0]
+    assert f"see `ocrjobs diagnose {JOB}`" in report["reasons"][0]
 
 
 def test_an_expired_lease_nobody_took_is_orphaned(store: Store) -> None:

@@ -133,7 +133,7 @@ def test_requests_are_new_files_and_never_touch_job_state(state: Path, png: Path
 def test_unknown_job_is_one_clear_line(state: Path) -> None:
     proc = cli(state, "show", "nope", check=False)
     assert proc.returncode == 1
-    assert proc.stderr == f"error: no job with id 'nope' (see `python -m jobs list`); job folder: {state.resolve()}\n"
+    assert proc.stderr == f"error: no job with id 'nope' (see `ocrjobs list`); job folder: {state.resolve()}\n"
 
 
 def _finish(s: Store, status: JobStatus) -> str:

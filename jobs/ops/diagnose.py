@@ -179,7 +179,7 @@ def _stall_advice(job: Job, ev: dict[str, Any]) -> list[str]:
             "no item is in flight although the job has items left: restart the runner "
             "(`systemctl restart ocrjobs-runner`); the job resumes after the last committed item"
         )
-    out.append(f"details: `python -m jobs show {job.id}` and the runner log in state/logs/")
+    out.append(f"details: `ocrjobs show {job.id}` and the runner log in state/logs/")
     return out
 
 

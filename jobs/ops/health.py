@@ -124,7 +124,7 @@ def _job_rules(store: Store, runners: dict[str, dict[str, Any]], now: float, rea
             d = diagnose_job(store, job, runners, now)
             if d.stuck:
                 stuck.append({"job_id": job.id, "diagnosis": d.diagnosis, "summary": d.summary})
-                reasons.append(("degraded", f"job {job.id} is {d.summary}; see `python -m jobs diagnose {job.id}`"))
+                reasons.append(("degraded", f"job {job.id} is {d.summary}; see `ocrjobs diagnose {job.id}`"))
     if backlog > BACKLOG_LIMIT:
         reasons.append(("degraded", f"backlog of {backlog} items (> {BACKLOG_LIMIT})"))
     return {

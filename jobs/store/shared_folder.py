@@ -92,7 +92,7 @@ def init_folder(root: Path, team: int, owner: int | None = None, service: int | 
 def folder_problems(root: Path) -> list[str]:
     """What makes this folder unsafe for several users, one line each with the fix (empty: fine)."""
     out = []
-    fix = "run `python -m jobs init-folder --group TEAM` (see docs/architecture.md, Several users)"
+    fix = "run `ocrjobs init-folder --group TEAM` (see docs/architecture.md, Several users)"
     try:
         jobs_st = os.stat(root / "jobs")
         req_st = os.stat(root / "requests")
