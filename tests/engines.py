@@ -7,6 +7,7 @@ checkable), and a coloured top-left pixel marks an image to hang on (red) or cra
 from __future__ import annotations
 
 import os
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,36 @@ class DictEngine(SizeEngine):
 
     def recognize(self, images: list[Image.Image]) -> list[Any]:
         return [{"text": f"{im.width}x{im.height}"} for im in images]
+
+
+class StopEngine(SizeEngine):
+    """Honours the runner's soft stop like the real engines do (auto, transformers): waits ``delay``
+    seconds in small steps and, once asked to stop, raises the error a real one raises at its timeout.
+    With ``signals=1`` a SIGTERM to the worker fails the call, as when a service stop signals the whole
+    process group and kills the engine's own subprocess (tesseract) while the worker lives on."""
+
+    def load(self, device: str = "auto") -> None:
+        super().load(device)
+        self.signalled = False
+        if self.options.get("signals"):
+            signal.signal(signal.SIGTERM, lambda *_: setattr(self, "signalled", True))
+
+    def recognize(self, images: list[Image.Image]) -> list[Any]:
+        out = []
+        for im in images:
+            end = time.monotonic() + self.delay
+            while time.monotonic() < end:
+                if self.stop_requested():
+                    raise TimeoutError("stopped at the item timeout while re-reading Latin lines")
+                if self.signalled:
+                    raise RuntimeError("the engine's subprocess was killed by signal 15")
+                time.sleep(0.05)
+            text = f"{im.width}x{im.height}"
+            if self.log:
+                with open(self.log, "a") as f:
+                    f.write(f"{os.getpid()} {text}\n")
+            out.append(Recognition(text=text, confidence=0.99))
+        return out
 
 
 class BrokenLoadEngine(SizeEngine):

@@ -3,6 +3,8 @@
 A drain stops new items from being dispatched and ends the job as its target status once the
 items in flight finish, or at its deadline (monotonic), whichever comes first; the Runner then
 ends the job (``Runner._maybe_finish``) and only then removes the request files the drain applied.
+Items in flight when a drain starts are marked ``drained``: if they end in error, the error may be
+the drain's doing, and they stay pending instead of failing (``Items._stopped``).
 """
 
 from __future__ import annotations
@@ -68,9 +70,19 @@ class Drain:
             for task in list(w.tasks)[1:]:
                 if not task.running:
                     w.drop(task.task_id)
+        if target != JobStatus.FAILED:
+            self.mark_in_flight()
         if soft:
             for w in self.workers:
                 w.soft_stop()
+
+    def mark_in_flight(self) -> None:
+        """The tasks in flight now: if their items end in error, it may be the wind-down's doing (a soft
+        stop, a service stop's signal), and they stay pending (``Items._stopped``). Only sets flags, so the
+        signal handler may call it too, before any result the signal spoiled can be read."""
+        for w in self.workers:
+            for task in w.tasks:
+                task.drained = True
 
     def for_shutdown(self, stop_deadline: float) -> None:
         """On SIGTERM: hand the job back, or finish a pause or cancel under way, within the grace."""

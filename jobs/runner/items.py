@@ -184,8 +184,21 @@ class Items:
                 w.tasks.remove(task)
                 _advance(w)
             self.solo.discard(index)
+            if task.drained and msg[1].get("status") != ItemStatus.DONE.value:
+                self._stopped(task, [i for i in task.items if int(i["index"]) == index])
+                return None
             self.commit(claim, msg[1])
         return None
+
+    def _stopped(self, task: InFlight, items: list[dict[str, Any]]) -> None:
+        """Items in flight when the job began to wind down (cancel, delete, pause, shutdown) that ended in
+        error: the error may be the wind-down's (the engine's answer to the soft stop, "stopped at the item
+        timeout"; a service stop's signal killing an engine's subprocess), so it is not theirs to carry.
+        Not committed, not counted: they stay pending, for a resume, a retry or another runner."""
+        if not items:
+            return
+        self._requeue(items)
+        log_event(self.store, task.job_id, "items_stopped", indices=[i["index"] for i in items])
 
     def check_workers(self, claim: Claim) -> str | None:
         """Restart dead, silent or stuck-loading workers; stop, then kill, a task past its deadline.
@@ -226,6 +239,9 @@ class Items:
         assert head is not None
         left = [i for i in head.items if i["index"] in head.left]
         self._requeue([i for t in rest for i in t.items if i["index"] in t.left])
+        if head.drained:  # the job is being wound down: the item is left for whoever runs the job next
+            self._stopped(head, left)
+            return
         if len(head.items) > 1:
             log_event(self.store, head.job_id, "batch_timed_out", indices=[i["index"] for i in left])
             self._requeue(left, solo=True)

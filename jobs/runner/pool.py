@@ -35,6 +35,9 @@ class InFlight:
     soft_sent: bool = False
     decoded: bool = False  # the worker has read its inputs (a crash now is not in decoding them)
     running: bool = False  # the engine is on it
+    #: in flight when the job began to wind down (cancel, delete, pause, shutdown): a result other than
+    #: ``done`` may be the wind-down's doing (a soft stop, a signal), so it is dropped (the item stays pending)
+    drained: bool = False
     left: set[int] = field(default_factory=set)  # indices whose result has not come back
 
     def __post_init__(self) -> None:

@@ -146,6 +146,7 @@ class Runner:
         log.info("signal %d: finishing the current item (grace %.0f s), then exiting", signum, self.opts.grace_s)
         self.stopping = True
         self._stop_deadline = time.monotonic() + self.opts.grace_s
+        self.drain.mark_in_flight()  # a service stop signals the workers too: what now fails is not the items'
 
     def _wait(self, timeout: float) -> None:
         conns = [w.conn for w in self.workers if w.conn is not None and not w.conn.closed]
@@ -223,6 +224,8 @@ class Runner:
         claim = self.claim
         assert claim is not None
         try:
+            if self.stopping:  # before reading results: those of the items in flight now are the drain's
+                self.drain.for_shutdown(self._stop_deadline)
             for w in self.workers:
                 for msg in w.messages():
                     load_error = self.items.on_message(claim, w, msg)
@@ -235,7 +238,7 @@ class Runner:
                 self.drain.start(JobStatus.FAILED, [], error=failure)
             self._renew_if_due()
             self.drain.own_requests(claim)
-            if self.stopping:
+            if self.stopping:  # again: a signal may have come since
                 self.drain.for_shutdown(self._stop_deadline)
             if self.drain.state is None:
                 self.items.dispatch(claim)
