@@ -65,7 +65,7 @@ def test_jobs_page_lists_jobs_with_progress(store: Store, tmp_path: Path) -> Non
     job_id = finished_job(store, tmp_path)
     at = open_page("jobs_page")
     table = at.dataframe[0].value
-    assert table["id"].tolist() == [job_id]
+    assert table["id"].tolist() == [f"job?id={job_id}"]  # a link to the job's page
     assert table["progress"].tolist() == [100.0] and table["failed"].tolist() == [1]
 
 
@@ -76,21 +76,22 @@ def test_jobs_page_filters_by_status(store: Store, tmp_path: Path) -> None:
     assert not at.dataframe and "No jobs match." in [i.value for i in at.info]
 
 
-def test_jobs_page_pause_writes_a_request(store: Store, tmp_path: Path) -> None:
+def test_job_page_pause_writes_a_request(store: Store, tmp_path: Path) -> None:
     job_id = submit(store, [make_png(tmp_path / "a.png")])
-    at = open_page("jobs_page")
+    at = open_page("job_page", id=job_id)
     at.button(key="act-pause").click().run()
     assert [r["kind"] for _, r in store.pending_requests(job_id)] == ["pause"]
 
 
-def test_jobs_page_delete_needs_confirmation(store: Store, tmp_path: Path) -> None:
+def test_job_page_delete_needs_confirmation(store: Store, tmp_path: Path) -> None:
     job_id = submit(store, [make_png(tmp_path / "a.png")])
-    at = open_page("jobs_page")
+    at = open_page("job_page", id=job_id)
     at.button(key="act-delete").click().run()
     assert store.pending_requests(job_id) == []
     assert any("Delete job" in w.value for w in at.warning)
     at.button(key="confirm-yes").click().run()
     assert [r["kind"] for _, r in store.pending_requests(job_id)] == ["delete"]
+    assert [t.value for t in at.title] == ["Jobs"]  # back to the list
 
 
 def test_submit_page_uploads_and_links_to_the_job(store: Store, tmp_path: Path) -> None:

@@ -69,4 +69,4 @@ def test_dashboard_renders_the_job_list(tmp_path: Path, monkeypatch: pytest.Monk
     job_id = submit(Store(tmp_path / "state"), [make_png(tmp_path / "a.png")])
     at = AppTest.from_file(str(REPO / "dashboard.py"), default_timeout=30).run()
     assert not at.exception
-    assert at.dataframe[0].value["id"].tolist() == [job_id]
+    assert at.dataframe[0].value["id"].tolist() == [f"job?id={job_id}"]  # a link to the job's page
