@@ -12,7 +12,7 @@ import streamlit as st
 from jobs.ops.health import check
 from pages.common import PAGE_HEALTH, PAGE_JOB, PAGE_JOBS, PAGE_SUBMIT, get_store, logged_in, login_pages
 
-st.set_page_config(page_title="ocrjobs", page_icon=":material/document_scanner:", layout="wide")
+st.set_page_config(page_title="ocrjobs", page_icon="📄", layout="wide")
 if not logged_in():
     # Always route through st.navigation: a session without the password gets a navigation holding
     # only the login page (under each page's URL), so no URL (/job, /job_page, /common...) runs a page file.

@@ -204,3 +204,33 @@ def test_the_jobs_page_shows_a_job_submitted_from_the_cli(
     expect(page.get_by_test_id("stDataFrame")).to_be_visible(timeout=10_000)
     wait_for(lambda: job_id in grid(page, 0), timeout=10, what="the new job in the table")
     page.screenshot(path=str(SHOTS / "6-appeared.png"), full_page=True)
+
+
+def test_no_page_reaches_beyond_this_machine_or_logs_an_error(
+    dashboard: str, browser: Any, state: Path, tmp_path: Path
+) -> None:
+    """Issue 17, defect 13: the favicon came from a font host (fails offline, one console error per load)."""
+    job_id = submit(state, *images(tmp_path, 1), delay=0)
+    page = browser.new_page()
+    outside: list[str] = []
+    errors: list[str] = []
+    page.on("request", lambda r: outside.append(r.url) if r.url.startswith("http") and dashboard not in r.url else None)
+    # Opened at /job, Streamlit's own client first probes /job/_stcore/health (404) to find its base path:
+    # upstream behaviour, not ours. Any other failed response, and any other console error, counts.
+    probe = re.compile(r"/[a-z_]+/_stcore/(health|host-config)$")
+
+    def on_console(m: Any) -> None:
+        if m.type == "error" and "status of 404" not in m.text:
+            errors.append(m.text)
+
+    def on_response(r: Any) -> None:
+        if r.status >= 400 and not probe.search(r.url.split("?")[0]):
+            errors.append(f"{r.status} {r.url}")
+
+    page.on("console", on_console)
+    page.on("response", on_response)
+    for path in ("/", f"/job?id={job_id}", "/health_page", "/submit_page"):
+        page.goto(dashboard + path)
+        page.get_by_text("runners:").first.wait_for(timeout=WAIT_MS)
+        page.wait_for_timeout(1500)
+    assert outside == [] and errors == [], (outside, errors)
