@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -17,8 +18,17 @@ from typing import Any
 from jobs import config
 from jobs.errors import JobDamaged, JobNotFound, OcrJobsError
 from jobs.ops.terminal import safe
-from jobs.store.status import JobStatus
+from jobs.store.status import TERMINAL, JobStatus
 from jobs.store.store import Job, Store
+
+EXPORT_FORMATS = ("json", "csv", "txt", "xlsx")
+_MAX_ITEM_TIMEOUT_S = 24 * 3600  # the rule JobSpec enforces (jobs/intake/submit.py)
+#: The job states in which a request would do nothing: refused instead of saying "requested".
+_NOTHING_TO_DO: dict[str, frozenset[JobStatus]] = {
+    "pause": frozenset({JobStatus.PAUSED}) | TERMINAL,
+    "resume": frozenset(JobStatus) - {JobStatus.PAUSED},
+    "cancel": TERMINAL,
+}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -92,8 +102,12 @@ def _parser() -> argparse.ArgumentParser:
             )
     e = sub.add_parser("export", parents=[common], help="write a job's results to a file")
     e.add_argument("job_id", metavar="ID")
-    e.add_argument("--format", choices=("json", "csv", "txt", "xlsx"), default="json")
-    e.add_argument("-o", "--output", required=True, metavar="PATH")
+    e.add_argument(
+        "--format",
+        choices=EXPORT_FORMATS,
+        help="default: from the output's extension (.json .csv .txt .xlsx), else json",
+    )
+    e.add_argument("-o", "--output", required=True, metavar="PATH", help="file to write, or - for stdout")
     i = sub.add_parser("inspect", parents=[common], help="a workbook's sheets, columns and first rows")
     i.add_argument("file", metavar="FILE")
     i.add_argument("--header-row", type=int, default=1, metavar="N", help="header row (0: none)")
@@ -160,6 +174,10 @@ def _summary(job: Job) -> str:
 def cmd_submit(store: Store, args: argparse.Namespace) -> int:
     from jobs.intake.submit import JobSpec, submit_any
 
+    if not 0 < args.item_timeout <= _MAX_ITEM_TIMEOUT_S:
+        raise OcrJobsError(
+            f"--item-timeout must be more than 0 and at most {_MAX_ITEM_TIMEOUT_S:g} s, got {args.item_timeout:g}"
+        )
     spec = JobSpec(
         engine=args.engine,
         engine_options={
@@ -247,6 +265,9 @@ def cmd_show(store: Store, args: argparse.Namespace) -> int:
 
 def cmd_request(store: Store, args: argparse.Namespace) -> int:
     extra = {"accept_engine_change": True} if getattr(args, "accept_engine_change", False) else {}
+    status = store.get(args.job_id).status
+    if status in _NOTHING_TO_DO.get(args.command, ()):
+        raise OcrJobsError(f"job {args.job_id} is {status.value}: nothing to {args.command}, no request made")
     store.request(args.job_id, args.command, **extra)
     _print(
         args,
@@ -257,13 +278,33 @@ def cmd_request(store: Store, args: argparse.Namespace) -> int:
 
 
 def cmd_export(store: Store, args: argparse.Namespace) -> int:
+    import tempfile
+
     from jobs.exports.export import write
 
-    summary = write(store, args.job_id, args.format, Path(args.output))
-    _print(args, {"id": args.job_id, **summary.to_dict()}, f"wrote {summary.path}")
+    fmt = _export_format(args.format, args.output)
+    if args.output == "-":  # stdout gets the export's bytes and nothing else
+        with tempfile.TemporaryDirectory(prefix="ocrjobs-export-") as tmp:
+            summary = write(store, args.job_id, fmt, Path(tmp) / f"export.{fmt}")
+            data = summary.path.read_bytes()
+        sys.stdout.flush()
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+    else:
+        summary = write(store, args.job_id, fmt, Path(args.output))
+        _print(args, {"id": args.job_id, **summary.to_dict()}, f"wrote {summary.path}")
     if summary.note():
         print(f"note: {summary.note()}", file=sys.stderr)
     return 0
+
+
+def _export_format(given: str | None, output: str) -> str:
+    """--format if given, else the output's extension; json when neither says (stdout, no or unknown extension)."""
+    ext = Path(output).suffix.lower().lstrip(".") if output != "-" else ""
+    implied = ext if ext in EXPORT_FORMATS else None
+    if given and implied and given != implied:
+        raise OcrJobsError(f"--format {given} disagrees with the output's extension .{ext}; make them match")
+    return given or implied or "json"
 
 
 def cmd_inspect(store: Store, args: argparse.Namespace) -> int:
@@ -328,7 +369,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         store = Store(args.state)
-        return COMMANDS[args.command](store, args)
+        rc = COMMANDS[args.command](store, args)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handler, not at exit
+        return rc
+    except BrokenPipeError:  # `list --json | head`: the reader left; end quietly (Python docs' SIGPIPE recipe)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
     except JobDamaged as e:
         print(f"error: {safe(e)}", file=sys.stderr)
         return 1

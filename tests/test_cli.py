@@ -105,7 +105,7 @@ def test_wait_exits_zero_only_on_success(state: Path, images: list[Path], tmp_pa
     [
         (["--engine", "no such engine"], "error: unknown engine 'no such engine'"),
         (["--dpi", "5"], "error: dpi must be between 36 and 1200, got 5"),
-        (["--item-timeout", "0"], "error: item timeout must be between 0 and 86400 s, got 0.0"),
+        (["--item-timeout", "0"], "error: --item-timeout must be more than 0 and at most 86400 s, got 0"),
         (["--engine-option", "novalue"], "error: engine option 'novalue' must look like KEY=VALUE"),
     ],
 )
