@@ -265,9 +265,10 @@ def cmd_show(store: Store, args: argparse.Namespace) -> int:
 
 def cmd_request(store: Store, args: argparse.Namespace) -> int:
     extra = {"accept_engine_change": True} if getattr(args, "accept_engine_change", False) else {}
-    status = store.get(args.job_id).status
-    if status in _NOTHING_TO_DO.get(args.command, ()):
-        raise OcrJobsError(f"job {args.job_id} is {status.value}: nothing to {args.command}, no request made")
+    if args.command in _NOTHING_TO_DO:  # not delete: a damaged job (no status to read) may still be deleted
+        status = store.get(args.job_id).status
+        if status in _NOTHING_TO_DO[args.command]:
+            raise OcrJobsError(f"job {args.job_id} is {status.value}: nothing to {args.command}, no request made")
     store.request(args.job_id, args.command, **extra)
     _print(
         args,
