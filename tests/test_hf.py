@@ -19,6 +19,8 @@ from jobs.intake.submit import JobSpec
 from tests.conftest import Runners, cli, cli_json, make_png
 from tests.hf_tiny import build_llava, build_ved
 
+#: llava is no OCR family: it runs only with its prompt given (the generic image-text-to-text path).
+LLAVA_PROMPT = {"llava": {"prompt": "Read the text."}}
 LOW = "GPU memory insufficient: 312 MiB free < 500 MiB required"
 MIB = 1024 * 1024
 
@@ -53,7 +55,7 @@ def ved(tiny_models: dict[str, Path]) -> Iterator[TransformersEngine]:
 
 @pytest.mark.parametrize("family", ["ved", "llava"])
 def test_batched_results_match_one_by_one(tiny_models: dict[str, Path], family: str) -> None:
-    e = engine(tiny_models[family], batch_size=3)
+    e = engine(tiny_models[family], batch_size=3, **LLAVA_PROMPT.get(family, {}))
     ims = lines(5)
     batched = e.recognize(ims)
     assert [r["batch_size"] for r in batched] == [3, 3, 3, 2, 2]
@@ -270,6 +272,7 @@ def test_jobs_on_both_families_through_a_real_runner(
             "5",
             "--device",
             "cpu",
+            *(["--engine-option", "prompt=Read the text."] if family == "llava" else []),
         )["id"]
         for family in ("ved", "llava")
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -18,12 +19,16 @@ from tests.test_dashboard import open_page, store  # noqa: F401 - the fixture
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
+def field(at: AppTest, label: str) -> Any:
+    return next(t for t in at.text_input if t.label == label)
+
+
 def _pick_transformers(tmp_path: Path, model: str) -> AppTest:
     at = open_page("submit_page")
     at.file_uploader[0].set_value(("scan.png", make_png(tmp_path / "s.png").read_bytes(), "image/png")).run()
     at.selectbox[0].set_value("transformers").run()
-    at.text_input[0].set_value(model).run()
-    at.text_input[1].set_value("2").run()
+    field(at, "Model").set_value(model).run()
+    field(at, "Batch size").set_value("2").run()
     at.button[0].click().run()
     return at
 
@@ -34,7 +39,49 @@ def test_submit_page_passes_the_model_options(store: Store, tmp_path: Path) -> N
     assert not at.exception and not at.error
     (job,) = store.list_jobs()
     assert job.spec["engine"] == "transformers"
-    assert job.spec["engine_options"] == {"model": str(model), "batch_size": 2, "max_new_tokens": 128, "device": "auto"}
+    # no max_new_tokens unless typed: the checkpoint's or its family's own limit (64 for a line, 4096 for a page)
+    assert job.spec["engine_options"] == {"model": str(model), "batch_size": 2, "device": "auto"}
+    assert job.spec["pdf_text"] == "auto"
+
+
+def test_submit_page_passes_task_prompt_limit_and_pdf_text(store: Store, tmp_path: Path) -> None:  # noqa: F811
+    model = build_ved(tmp_path / "ved")
+    at = open_page("submit_page")
+    at.file_uploader[0].set_value(("scan.png", make_png(tmp_path / "s.png").read_bytes(), "image/png")).run()
+    at.selectbox[0].set_value("transformers").run()
+    field(at, "Model").set_value(str(model)).run()
+    next(s for s in at.selectbox if s.label == "PDF text").set_value("ocr").run()
+    next(n for n in at.number_input if n.label == "Max new tokens").set_value(300).run()
+    next(s for s in at.selectbox if s.label == "Task").set_value("markdown").run()
+    next(t for t in at.text_input if t.label == "Prompt (optional)").set_value("Read it.").run()
+    at.button[0].click().run()
+    # the family's own check runs at submit, and the page says what the model can do
+    assert [e.value for e in at.error] == ["TrOCR has no task 'markdown'; its tasks: ocr"]
+    assert store.list_jobs() == []
+    next(t for t in at.text_input if t.label == "Prompt (optional)").set_value("").run()
+    next(s for s in at.selectbox if s.label == "Task").set_value("default").run()
+    at.button[0].click().run()
+    assert not at.error, [e.value for e in at.error]
+    (job,) = store.list_jobs()
+    assert job.spec["engine_options"] == {
+        "model": str(model),
+        "batch_size": "auto",
+        "device": "auto",
+        "max_new_tokens": 300,
+    }
+    assert job.spec["pdf_text"] == "ocr"
+
+
+def test_submit_page_asks_ppocr_for_its_two_model_folders(store: Store, tmp_path: Path) -> None:  # noqa: F811
+    at = open_page("submit_page")
+    at.file_uploader[0].set_value(("scan.png", make_png(tmp_path / "s.png").read_bytes(), "image/png")).run()
+    at.selectbox[0].set_value("ppocr").run()
+    labels = [t.label for t in at.text_input]
+    assert "Detection model folder" in labels and "Recognition model folder" in labels
+    next(t for t in at.text_input if t.label == "Detection model folder").set_value(str(tmp_path / "det")).run()
+    at.button[0].click().run()
+    assert at.error and str(tmp_path / "det") in at.error[0].value, [e.value for e in at.error]
+    assert store.list_jobs() == []
 
 
 def test_submit_page_refuses_a_missing_model_inline(store: Store, tmp_path: Path) -> None:  # noqa: F811

@@ -10,12 +10,14 @@ decode ends by itself before the runner has to kill the worker.
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 import time
 from typing import Any
 
 from PIL import Image
 
-from jobs.engines import hf_load, hf_memory
+from jobs.engines import hf_batching, hf_families, hf_generate, hf_load, hf_memory, hf_post, hf_prepare
 from jobs.engines.base import Engine, runner_threads
 from jobs.engines.hf_memory import MemoryGate, Probe
 from jobs.errors import EngineError
@@ -24,7 +26,8 @@ log = logging.getLogger(__name__)
 
 AUTO_START = {"cpu": 4, "cuda": 4}
 AUTO_CAP = {"cpu": 8, "cuda": 32}
-DEFAULT_PROMPT = "Read all the text in the image."
+#: DeepSeek-OCR v1's own infer() settings (its model card's "Gundam" mode: a 1024 view plus 640 tiles).
+INFER_KW = {"base_size": 1024, "image_size": 640, "crop_mode": True, "save_results": False, "eval_mode": True}
 
 
 class StoppedError(TimeoutError):
@@ -33,6 +36,7 @@ class StoppedError(TimeoutError):
 
 class TransformersEngine(Engine):
     name = "transformers"
+    uses_gpu = True  # the runner gives it one worker per visible GPU (jobs/runner/sizing.py)
 
     @classmethod
     def validate_options(cls, options: dict[str, Any]) -> None:
@@ -50,29 +54,38 @@ class TransformersEngine(Engine):
         import torch
 
         opts = self.options
-        asked = str(opts.get("device", "auto"))
+        asked = _pinned(str(opts.get("device", "auto")))
         self.device = hf_load.pick_device(asked if asked != "auto" else device)
         kind = "cuda" if self.device.startswith("cuda") else "cpu"
         if kind == "cpu" and (threads := runner_threads()):
             torch.set_num_threads(threads)
         self.loaded = hf_load.load(opts, self.device)
+        fam = self.loaded.family
         size = _batch_option(opts.get("batch_size", "auto"))
-        self.auto = size is None
+        if fam.style == hf_families.INFER:
+            size = 1  # its infer() reads one image file at a time
         self.max_batch = AUTO_CAP[kind] if size is None else size
-        self.batch = AUTO_START[kind] if size is None else size  # the sub-batch size now; OOMs shrink it
-        self.max_new_tokens = int(opts.get("max_new_tokens", 128))
+        start = AUTO_START[kind] if size is None else size
+        self.sizer = hf_batching.BatchSizer(size=min(start, self.max_batch), cap=self.max_batch, auto=size is None)
+        # the job's limit, else the checkpoint's own (its generation_config), else the family's (line or page)
+        own = getattr(getattr(self.loaded.model, "generation_config", None), "max_new_tokens", None)
+        self.max_new_tokens = int(opts.get("max_new_tokens") or own or fam.max_new_tokens)
+        self.task = fam.task(opts)
+        self.decoder_ids: Any = None
         default_time = 0.8 * float(opts["item_timeout"]) if "item_timeout" in opts else 60.0
         self.max_time_s = float(opts.get("max_time_s", default_time))
         self.empty_cache_every = int(opts.get("empty_cache_every", 5))
         self.gate: MemoryGate | None = hf_memory.options_gate(opts, self.stop_requested) if kind == "cuda" else None
         self.batches = 0
-        self.ooms = 0
         self._peak_mib = 0.0
         self.prompt = self._prompt()
+        self.prepared = hf_prepare.Prepared()
         log.info(
-            "transformers: %s (%s) on %s, %s, batch %s",
+            "transformers: %s (%s, task %s, prompt %r) on %s, %s, batch %s",
             opts.get("model"),
-            self.loaded.family,
+            fam.label,
+            self.task,
+            self.prompt,
             self.device,
             self.loaded.dtype,
             opts.get("batch_size", "auto"),
@@ -93,9 +106,30 @@ class TransformersEngine(Engine):
         gc.collect()  # the model's tensors go only once nothing refers to them
         hf_memory.empty_cache()
 
+    @property
+    def batch(self) -> int:
+        """The sub-batch size now: grows while memory allows, halves on OOM."""
+        return self.sizer.size
+
+    @property
+    def ooms(self) -> int:
+        return self.sizer.ooms
+
     # -- recognition ------------------------------------------------------------------------
     def recognize(self, images: list[Image.Image]) -> list[Any]:
-        """One entry per image: a result dict, or an Exception for an image that failed alone."""
+        """One entry per image: a result dict, or an Exception for an image that failed alone.
+        Images are generated in size order (little padding per batch) and answered in the order given."""
+        order = hf_batching.by_size(images)
+        try:
+            done = self._recognize([images[i] for i in order])
+        finally:
+            self.prepared.forget(images)
+        out: list[Any] = [None] * len(images)
+        for k, i in enumerate(order):
+            out[i] = done[k]
+        return out
+
+    def _recognize(self, images: list[Image.Image]) -> list[Any]:
         out: list[Any] = [None] * len(images)
         pos = 0
         while pos < len(images):
@@ -117,9 +151,7 @@ class TransformersEngine(Engine):
                     raise
             if results is None:  # out of memory; outside the except, so its traceback no longer pins tensors
                 hf_memory.empty_cache()
-                self.ooms += 1
-                if len(chunk) > 1:
-                    self.batch = (len(chunk) + 1) // 2
+                if self.sizer.shrink(len(chunk)):
                     log.warning("CUDA out of memory at batch %d: retrying at %d", len(chunk), self.batch)
                     continue
                 out[pos] = MemoryError(
@@ -137,8 +169,7 @@ class TransformersEngine(Engine):
         self.batches += 1
         if self.empty_cache_every and self.batches % self.empty_cache_every == 0:
             hf_memory.empty_cache()
-        if self.auto and size == self.batch and self.batch < self.max_batch and self.ooms == 0 and self._room_to_grow():
-            self.batch = min(self.batch * 2, self.max_batch)
+        self.sizer.grown(size, room=self.sizer.auto and self._room_to_grow())
 
     def _room_to_grow(self) -> bool:
         """Doubling a batch roughly doubles its activations: grow only if the last batch's peak fits again."""
@@ -151,77 +182,127 @@ class TransformersEngine(Engine):
 
     def _run(self, chunk: list[Image.Image]) -> list[Any]:
         """Generate for one sub-batch; returns a result dict per image (or StoppedError if cut short)."""
-        import torch
-
         lo = self.loaded
         before = hf_memory.torch_memory(self.device)
         hf_memory.reset_peak(self.device)
         t0 = time.monotonic()
+        if lo.family.style == hf_families.INFER:
+            return [self._infer(im, t0) for im in chunk]
         inputs = self._inputs(chunk)
-        with torch.inference_mode():
-            gen = lo.model.generate(
-                **inputs,
-                max_new_tokens=self.max_new_tokens,
-                max_time=self.max_time_s,
-                do_sample=False,
-                num_beams=1,
-                return_dict_in_generate=True,
-                output_scores=True,
-                stopping_criteria=_stopping(self.stop_requested),
-            )
-        stopped = self.stop_requested()
-        seq2seq = lo.family == hf_load.ENCODER_DECODER or getattr(lo.model.config, "is_encoder_decoder", False)
-        start = 0 if seq2seq or "input_ids" not in inputs else inputs["input_ids"].shape[1]  # drop the prompt
-        new = gen.sequences[:, start:]
-        texts = lo.processor.batch_decode(new, skip_special_tokens=True)
-        confs = _confidences(lo.model, gen, lo.model.generation_config.pad_token_id)
+        rows = hf_generate.generate(
+            lo.model,
+            inputs,
+            **self._generation_options(),
+            max_time_s=self.max_time_s,
+            stop=self.stop_requested,
+            do_sample=False,
+        )
+        sizes = [im.size for im in chunk]
+        decoded = hf_post.decode(lo.family, lo.processor, [r.tokens for r in rows], sizes, self.prompt or "")
         ms = round((time.monotonic() - t0) * 1000, 1)
         after = hf_memory.torch_memory(self.device)
         if before is not None and after is not None:
             self._peak_mib = after["peak_mib"] - before["allocated_mib"]  # what this batch needed on top
         results: list[Any] = []
-        for i, text in enumerate(texts):
-            if stopped:
+        for row, post in zip(rows, decoded, strict=True):
+            if row.stopped:  # the runner's soft stop cut it; rows that had finished are kept
                 results.append(StoppedError("stopped mid-generation: the task ran out of time"))
                 continue
             res: dict[str, Any] = {
-                "text": text.strip(),
-                "confidence": confs[i],
+                **post,
+                "confidence": row.confidence,
+                "truncated": row.truncated,
                 "device": self.device,
                 "batch_size": len(chunk),
                 "batch_ms": ms,
             }
+            if row.truncated:
+                res["truncated_by"] = row.ended_by
             if before is not None:
                 res["gpu_memory"] = {"before": before, "after": after}
             results.append(res)
         return results
 
+    def _generation_options(self) -> dict[str, Any]:
+        """The family's generation settings: length, beams, stop strings (which need the tokenizer)."""
+        fam = self.loaded.family
+        out: dict[str, Any] = {"max_new_tokens": self.max_new_tokens, "num_beams": fam.num_beams}
+        if fam.stop_strings:
+            out["stop_strings"] = list(fam.stop_strings)
+            out["tokenizer"] = getattr(self.loaded.processor, "tokenizer", self.loaded.processor)
+        return out
+
+    def prepare(self, images: list[Image.Image]) -> None:
+        """Run the processor now for the batches :meth:`recognize` will make of ``images`` (the worker's
+        prefetch thread calls this with the next task's images while the GPU is busy with this one)."""
+        lo = self.loaded
+        if lo is None or lo.family.style == hf_families.INFER:
+            return
+        ordered = [images[i] for i in hf_batching.by_size(images)]
+        size = self.batch
+        chunks = [ordered[i : i + size] for i in range(0, len(ordered), size)]
+        self.prepared.prepare(chunks, lambda c: hf_prepare.process(lo, self.prompt, self.task, c))
+
     def _inputs(self, chunk: list[Image.Image]) -> dict[str, Any]:
         import torch
 
         lo = self.loaded
-        images = [im.convert("RGB") for im in chunk]
-        if self.prompt is None:
-            batch = lo.processor(images=images, return_tensors="pt")
-        else:
-            batch = lo.processor(images=images, text=[self.prompt] * len(images), return_tensors="pt", padding=True)
+        batch = self.prepared.take(chunk)
+        if batch is None:
+            batch = hf_prepare.process(lo, self.prompt, self.task, chunk)
         out = {}
         for key, value in batch.items():
             if torch.is_tensor(value):
                 value = value.to(self.device, lo.dtype) if value.is_floating_point() else value.to(self.device)
             out[key] = value
+        if self.decoder_ids is not None:  # Donut: the task start token opens the decoder
+            out["decoder_input_ids"] = self.decoder_ids.repeat(len(chunk), 1).to(self.device)
         return out
 
     def _prompt(self) -> str | None:
-        """The text prompt of an image-text-to-text model: its chat template around the job's prompt."""
+        """The prompt the family was trained on, in the form it expects (None: the model takes none)."""
         lo = self.loaded
-        if lo.family == hf_load.ENCODER_DECODER:
+        fam = lo.family
+        text = fam.prompt(self.options)
+        given = self.options.get("prompt") not in (None, "")
+        tok = getattr(lo.processor, "tokenizer", lo.processor)
+        if fam.style == hf_families.DECODER_PROMPT:
+            token = text if given else hf_families.donut_task_token(tok, text)
+            self.decoder_ids = tok(token, add_special_tokens=False, return_tensors="pt").input_ids
+            return token
+        if fam.style == hf_families.NONE or (fam.style == hf_families.PROCESSOR and not given):
             return None
-        text = str(self.options.get("prompt", DEFAULT_PROMPT))
+        if fam.style in (hf_families.PLAIN, hf_families.INFER, hf_families.PROCESSOR):
+            return text
+        content: list[dict[str, Any]] = [{"type": "image"}]
+        if fam.style == hf_families.CHAT or (fam.style == hf_families.IMAGE_ONLY and given):
+            content.insert(0 if fam.text_first else 1, {"type": "text", "text": text})
         if getattr(lo.processor, "chat_template", None):
-            messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
+            messages = [{"role": "user", "content": content}]
             return str(lo.processor.apply_chat_template(messages, add_generation_prompt=True))
-        return text if "prompt" in self.options else None  # e.g. GOT-OCR2 builds its own prompt from the image
+        image_token = getattr(lo.processor, "image_token", None) or ""
+        return image_token + text  # no chat template: the image token, then the instruction
+
+    def _infer(self, image: Image.Image, t0: float) -> dict[str, Any]:
+        """DeepSeek-OCR v1: its remote code's ``infer()`` on an image file; output parsed like DeepSeek-OCR-2's."""
+        lo = self.loaded
+        with tempfile.TemporaryDirectory(prefix="ocrjobs-infer-") as tmp:
+            path = os.path.join(tmp, "image.png")
+            image.convert("RGB").save(path)
+            raw = lo.model.infer(lo.processor, prompt=self.prompt, image_file=path, output_path=tmp, **INFER_KW)
+        post = hf_post.POSTS[lo.family.post](str(raw or ""), image.size, processor=lo.processor, prompt=self.prompt)
+        ms = round((time.monotonic() - t0) * 1000, 1)
+        return {**post, "confidence": None, "device": self.device, "batch_size": 1, "batch_ms": ms}
+
+
+def _pinned(asked: str) -> str:
+    """``cuda:N`` in a worker the runner pinned to one GPU (CUDA_VISIBLE_DEVICES holds one entry, seen as
+    ``cuda:0``) means that worker's GPU: the runner, not the job, places work on GPUs."""
+    pins = [p for p in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if p.strip()]
+    if asked.startswith("cuda:") and len(pins) == 1:
+        log.info("device %s asked for; this worker is pinned to GPU %s, seen as cuda", asked, pins[0])
+        return "cuda"
+    return asked
 
 
 def _batch_option(value: Any) -> int | None:
@@ -233,39 +314,6 @@ def _batch_option(value: Any) -> int | None:
     if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 256:
         raise EngineError(f"engine option batch_size must be auto or a whole number 1..256, got {value!r}")
     return value
-
-
-def _stopping(stop: Any) -> Any:
-    """A stopping criterion that ends generation for the whole batch once the runner asks to stop."""
-    import torch
-    from transformers import StoppingCriteria, StoppingCriteriaList
-
-    class _Stop(StoppingCriteria):
-        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
-            return torch.full((input_ids.shape[0],), bool(stop()), dtype=torch.bool, device=input_ids.device)
-
-    return StoppingCriteriaList([_Stop()])
-
-
-def _confidences(model: Any, gen: Any, pad_id: int | None) -> list[float | None]:
-    """Per sequence: the geometric mean of the chosen tokens' probabilities (None if nothing generated)."""
-    import torch
-
-    n = gen.sequences.shape[0]
-    if not gen.scores:
-        return [None] * n
-    try:
-        logp = model.compute_transition_scores(gen.sequences, gen.scores, normalize_logits=True).float()
-    except Exception as e:  # noqa: BLE001 - confidence is a nicety; never fail an item for it
-        log.debug("no confidence: %s", e)
-        return [None] * n
-    tokens = gen.sequences[:, -logp.shape[1] :]
-    mask = torch.isfinite(logp) & (tokens != pad_id if pad_id is not None else True)
-    out: list[float | None] = []
-    for row, keep in zip(logp, mask, strict=True):
-        vals = row[keep]
-        out.append(round(float(torch.exp(vals.mean())), 4) if vals.numel() else None)
-    return out
 
 
 __all__ = ["TransformersEngine", "StoppedError", "EngineError"]

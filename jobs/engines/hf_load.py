@@ -1,30 +1,32 @@
 """Finding and loading a transformers OCR model without surprises.
 
-Checks are cheap (config.json only) so that submit can refuse a model that will never load,
-instead of the job failing later on a runner. Nothing is downloaded unless the job allows it
-and ``HF_HUB_OFFLINE`` is not set: a runner on a GPU box must not pull gigabytes mid-job.
+Checks are cheap (config, processor files and the family table; no weights) so that submit can
+refuse a model that will never load, with the reason, instead of the job failing later on a runner.
+Nothing is downloaded unless the job allows it and ``HF_HUB_OFFLINE`` is not set: a runner on a GPU
+box must not pull gigabytes mid-job.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from jobs.engines import hf_families
+from jobs.engines.hf_families import Family
 from jobs.errors import EngineError
 
-#: The model families this engine drives, by how they are prompted.
-ENCODER_DECODER = "vision-encoder-decoder"  # image in, text out (TrOCR-style line recognisers)
-IMAGE_TEXT_TO_TEXT = "image-text-to-text"  # image + prompt in, text out (GOT-OCR2, Florence-2, llava...)
+log = logging.getLogger(__name__)
 
 
 @dataclass
 class Loaded:
     model: Any
     processor: Any
-    family: str
+    family: Family
     device: str
     dtype: Any
 
@@ -52,6 +54,15 @@ def model_ref(options: dict[str, Any]) -> str:
 
 
 def check_model(options: dict[str, Any]) -> Any:
+    """What submit asks: config, family, task and processor as the loader will read them (no weights).
+
+    Returns the config; raises EngineError with the one-line reason the runner would fail with."""
+    config = read_config(options)
+    load_processor(options, config)
+    return config
+
+
+def read_config(options: dict[str, Any]) -> Any:
     """Read the model's config the way the loader will; raise EngineError with a one-line reason. Cheap."""
     ref = model_ref(options)
     kw = source_kwargs(options)
@@ -82,8 +93,53 @@ def check_model(options: dict[str, Any]) -> Any:
         raise EngineError(f"model {ref!r} cannot be loaded: {text[:300]}") from None
 
 
-def family_of(config: Any) -> str:
-    return ENCODER_DECODER if getattr(config, "model_type", "") == ENCODER_DECODER else IMAGE_TEXT_TO_TEXT
+def load_processor(options: dict[str, Any], config: Any) -> tuple[Any, Family]:
+    """The model's processor and family, checked against the job's options (task, modules, remote code).
+
+    Families known from the config alone are checked before the processor loads (a missing torchvision
+    is then named, not a traceback); vision-encoder-decoders are told apart by their processor classes.
+    A bare encoder-decoder folder (image processor + tokenizer, no processor config) gets a TrOCRProcessor."""
+    ref, kw = model_ref(options), source_kwargs(options)
+    fam = hf_families.family_for(config, options=options)
+    ved = fam.model_types == hf_families.VED
+    if not ved:
+        hf_families.check(fam, options)
+    try:
+        if fam.style == hf_families.INFER:
+            from transformers import AutoTokenizer
+
+            return AutoTokenizer.from_pretrained(ref, **kw), fam
+        from transformers import AutoProcessor
+
+        processor = AutoProcessor.from_pretrained(ref, **kw)
+        if ved and not hasattr(processor, "image_processor"):
+            processor = _assembled(ref, kw)
+    except EngineError:
+        raise
+    except Exception as e:  # noqa: BLE001 - any failure to build the processor is the model's problem
+        raise EngineError(f"model {ref!r}: its processor cannot be loaded: {' '.join(str(e).split())[:300]}") from None
+    if ved:
+        fam = hf_families.family_for(config, _class_names(processor), options)
+        hf_families.check(fam, options)
+    return processor, fam
+
+
+def _assembled(ref: str, kw: dict[str, Any]) -> Any:
+    """TrOCRProcessor from a folder's image processor and tokenizer (what a bare checkpoint ships)."""
+    from transformers import AutoImageProcessor, AutoTokenizer, TrOCRProcessor
+
+    try:
+        image_processor = AutoImageProcessor.from_pretrained(ref, **kw)
+    except (OSError, ValueError) as e:
+        raise EngineError(
+            f"model {ref!r} has a tokenizer but no image processor (preprocessor_config.json): {str(e)[:200]}"
+        ) from None
+    return TrOCRProcessor(image_processor=image_processor, tokenizer=AutoTokenizer.from_pretrained(ref, **kw))
+
+
+def _class_names(processor: Any) -> set[str]:
+    parts = [processor, getattr(processor, "tokenizer", None), getattr(processor, "image_processor", None)]
+    return {type(p).__name__ for p in parts if p is not None}
 
 
 def pick_device(requested: str) -> str:
@@ -110,35 +166,67 @@ def pick_dtype(device: str) -> Any:
 
 
 def load(options: dict[str, Any], device: str) -> Loaded:
-    """Load model and processor through transformers' auto classes onto ``device``."""
+    """Load model and processor through the family's auto class, the weights straight onto ``device``."""
     import torch
     import transformers
-    from transformers import AutoProcessor
 
-    config = check_model(options)
+    config = read_config(options)
+    processor, fam = load_processor(options, config)
     ref, kw = model_ref(options), source_kwargs(options)
     dtype = pick_dtype(device)
-    try:
-        processor = AutoProcessor.from_pretrained(ref, **kw)
-        auto = getattr(transformers, _auto_class(config))
-        model = auto.from_pretrained(ref, dtype=dtype, **kw)
-    except (OSError, ValueError) as e:
-        raise EngineError(f"model {ref!r} cannot be loaded: {' '.join(str(e).split())[:300]}") from None
-    model.to(device)
+    placed = device.startswith("cuda") and _has_accelerate()
+    auto = getattr(transformers, fam.auto_class if fam.remote_code else _auto_class(config))
+    extra: dict[str, Any] = {"device_map": device} if placed else {}  # no full host copy first (needs accelerate)
+    attn = attention_choices(device)
+    while True:
+        try:
+            model = auto.from_pretrained(
+                ref, dtype=dtype, **extra, **kw, **({"attn_implementation": attn[0]} if attn else {})
+            )
+            break
+        except (OSError, ValueError) as e:
+            text = " ".join(str(e).split())
+            if attn and "attention" in text.lower():  # this architecture lacks that kernel: try the next one
+                log.info("model %s: attention %s not supported (%s)", ref, attn.pop(0), text[:120])
+                continue
+            raise EngineError(f"model {ref!r} cannot be loaded: {text[:300]}") from None
+    log.info("model %s: attention implementation %s", ref, getattr(model.config, "_attn_implementation", "default"))
+    if not placed:
+        model.to(device)
     model.eval()
-    family = family_of(config)
-    tokenizer = getattr(processor, "tokenizer", None)
-    if tokenizer is not None and family == IMAGE_TEXT_TO_TEXT:
+    tokenizer = getattr(processor, "tokenizer", processor)
+    if not fam.encoder_decoder:
         tokenizer.padding_side = "left"  # decoder-only batches must end where generation starts
-    gen = model.generation_config
+    gen = getattr(model, "generation_config", None)
+    if gen is None:  # remote code with its own infer() (DeepSeek-OCR v1) may not be generate-able at all
+        torch.set_grad_enabled(False)
+        return Loaded(model, processor, fam, device, dtype)
     if gen.pad_token_id is None:
         gen.pad_token_id = getattr(tokenizer, "pad_token_id", None) or gen.eos_token_id
-    if family == ENCODER_DECODER and gen.decoder_start_token_id is None:
-        gen.decoder_start_token_id = getattr(model.config, "decoder_start_token_id", None) or getattr(
-            tokenizer, "bos_token_id", None
-        )
+    if fam.encoder_decoder and gen.decoder_start_token_id is None:
+        start = getattr(model.config, "decoder_start_token_id", None)
+        if start is None:  # TrOCR's decoder starts at </s>, others at <s>
+            start = tokenizer.eos_token_id if fam.name == "trocr" else tokenizer.bos_token_id
+        gen.decoder_start_token_id = start
     torch.set_grad_enabled(False)
-    return Loaded(model, processor, family, device, dtype)
+    return Loaded(model, processor, fam, device, dtype)
+
+
+def attention_choices(device: str) -> list[str]:
+    """Attention kernels to ask for, best first: FlashAttention-2 on a GPU where it is installed, then
+    PyTorch's fused SDPA; the model's own default when it supports neither (chosen explicitly, never by luck)."""
+    import importlib.util
+
+    out = ["sdpa"]
+    if device.startswith("cuda") and importlib.util.find_spec("flash_attn") is not None:
+        out.insert(0, "flash_attention_2")
+    return out
+
+
+def _has_accelerate() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("accelerate") is not None
 
 
 def _auto_class(config: Any) -> str:
