@@ -211,7 +211,7 @@ def test_the_submit_page_offers_only_allowed_engines(tmp_path: Path, monkeypatch
         return at, next(s for s in at.selectbox if s.label == "Engine").options
 
     at, options = engine_box("tests.engines:SizeEngine")
-    assert options == ["auto", "rapid", "tesseract", "transformers", "tests.engines:SizeEngine"]
+    assert options == ["auto", "rapid", "tesseract", "transformers", "ppocr", "tests.engines:SizeEngine"]
     at, options = engine_box("tests.engines:*")
     assert options[-1] == "custom (import path)"
     next(s for s in at.selectbox if s.label == "Engine").set_value("custom (import path)").run()

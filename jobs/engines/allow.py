@@ -3,7 +3,7 @@
 An engine is code the runner imports, and the runner is often another Unix user than whoever submits
 (through a shared job folder or the dashboard). So a job may name only code its operator chose:
 
-* the built-in names (``auto``, ``rapid``, ``tesseract``, ``transformers``);
+* the built-in names (``auto``, ``rapid``, ``tesseract``, ``transformers``, ``ppocr``);
 * the names of entry points in the ``ocrjobs.engines`` group (an installed package that says
   ``[project.entry-points."ocrjobs.engines"] myocr = "mypkg.engine:MyEngine"``);
 * import paths allowed by ``OCRJOBS_ALLOWED_ENGINES``: comma-separated ``package.module:Class``,
@@ -31,6 +31,7 @@ BUILTIN: dict[str, str] = {
     "rapid": "jobs.engines.rapid:RapidEngine",
     "tesseract": "jobs.engines.tesseract:TesseractEngine",
     "transformers": "jobs.engines.hf:TransformersEngine",
+    "ppocr": "jobs.engines.ppocr:PPOCREngine",
 }
 IMPORT_PATH = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
 _ALLOW_ENTRY = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_]\w*)*:([A-Za-z_]\w*|\*)$")

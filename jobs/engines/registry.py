@@ -1,4 +1,4 @@
-"""Engine lookup: a built-in name (``auto``, ``rapid``, ``tesseract``, ``transformers``), an installed entry
+"""Engine lookup: a built-in name (``auto``, ``rapid``, ``tesseract``, ``transformers``, ``ppocr``), an installed entry
 point's name, or an allowed import path (``pkg.module:Class``); which ones are allowed is jobs/engines/allow.py's."""
 
 from __future__ import annotations

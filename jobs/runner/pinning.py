@@ -29,6 +29,7 @@ PAUSE_REASON = "engine_changed"
 #: The packages whose versions make up each registered engine's identity.
 PACKAGES: dict[str, tuple[str, ...]] = {
     "transformers": ("transformers", "torch", "tokenizers"),
+    "ppocr": ("transformers", "torch", "opencv-python", "opencv-python-headless"),
     "rapid": ("rapidocr", "rapidocr-onnxruntime", "onnxruntime"),
     "tesseract": ("pytesseract", "tesserocr"),
     "auto": ("rapidocr", "rapidocr-onnxruntime", "onnxruntime", "pytesseract", "tesserocr"),
@@ -44,6 +45,8 @@ def engine_identity(engine_name: str, options: dict[str, Any]) -> dict[str, Any]
         ident["versions"] = versions
     if engine_name == "transformers" and options.get("model"):
         ident.update(model_identity(str(options["model"]), options.get("revision")))
+    if engine_name == "ppocr":  # its two model folders
+        ident.update({k: model_identity(str(options[k])) for k in ("det_model", "rec_model") if options.get(k)})
     return ident
 
 

@@ -1,0 +1,105 @@
+"""Tiny random PP-OCRv5 mobile detection and recognition models, saved like the real ones (no hub).
+
+Built from transformers' config classes with the smallest settings that still build, written with
+``save_pretrained`` plus the ``preprocessor_config.json`` the real checkpoints ship (written as JSON:
+the image processor classes need torchvision, which a CPU test machine lacks). The recogniser's
+backbone uses the real rec strides ((2, 1) downsampling, so a 48-pixel line ends one row high), and its
+alphabet is a dozen characters, the blank scored down so that it reads something. The detector's last
+layer is set to a constant, so a random detector "sees" one text region covering the page and the
+whole pipeline runs.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+#: Index 0 is the CTC blank, as in PaddleOCR's dictionaries (blank + characters + space).
+CHARACTERS = ["blank", *"abcdehilo", " "]
+
+# (kernel, in, out, stride, squeeze-excitation) per block; PP-LCNetV3's rec layout, one block a stage.
+REC_BLOCKS = [
+    [[3, 16, 32, 1, False]],
+    [[3, 32, 64, 1, False]],
+    [[3, 64, 128, [2, 1], False]],
+    [[3, 128, 256, [1, 2], False]],
+    [[5, 256, 512, [2, 1], True], [5, 512, 512, [2, 1], False]],
+]
+
+
+def build_det(dest: Path, page_prob: float = 0.73) -> Path:
+    """A PP-OCRv5 mobile detector (PP-LCNetV3 at scale 0.25): every pixel scores ``page_prob``."""
+    import torch
+    from transformers import PPOCRV5MobileDetConfig, PPOCRV5MobileDetForObjectDetection
+
+    torch.manual_seed(0)
+    cfg = PPOCRV5MobileDetConfig(
+        neck_out_channels=16,
+        backbone_config={
+            "model_type": "pp_lcnet_v3",
+            "scale": 0.25,
+            "divisor": 16,
+            "out_features": ["stage2", "stage3", "stage4", "stage5"],
+            "out_indices": [2, 3, 4, 5],
+        },
+    )
+    model = PPOCRV5MobileDetForObjectDetection(cfg).eval()
+    with torch.no_grad():
+        final = model.head.conv_final
+        final.weight.zero_()
+        final.bias.fill_(float(torch.logit(torch.tensor(page_prob))))
+    model.save_pretrained(dest)
+    _write(
+        dest / "preprocessor_config.json",
+        {
+            "image_processor_type": "PPOCRV5ServerDetImageProcessor",
+            "limit_side_len": 960,
+            "limit_type": "max",
+            "max_side_limit": 4000,
+            "image_mean": [0.406, 0.456, 0.485],
+            "image_std": [0.225, 0.224, 0.229],
+        },
+    )
+    return dest
+
+
+def build_rec(dest: Path) -> Path:
+    """A PP-OCRv5 mobile recogniser (1 SVTR block, hidden 16) over :data:`CHARACTERS`."""
+    import torch
+    from transformers import PPOCRV5MobileRecConfig, PPOCRV5MobileRecForTextRecognition
+
+    torch.manual_seed(0)
+    cfg = PPOCRV5MobileRecConfig(
+        head_out_channels=len(CHARACTERS),
+        hidden_size=16,
+        depth=1,
+        num_attention_heads=2,
+        backbone_config={
+            "model_type": "pp_lcnet_v3",
+            "scale": 0.25,
+            "divisor": 16,
+            "block_configs": REC_BLOCKS,
+            "out_features": ["stage5"],
+        },
+    )
+    model = PPOCRV5MobileRecForTextRecognition(cfg).eval()
+    with torch.no_grad():  # random weights would read blank everywhere: favour characters, so text comes out
+        model.head.head.weight.mul_(8.0)
+        model.head.head.bias[0] = -4.0
+    model.save_pretrained(dest)
+    _write(
+        dest / "preprocessor_config.json",
+        {
+            "image_processor_type": "PPOCRV5ServerRecImageProcessor",
+            "size": {"height": 48, "width": 320},
+            "max_image_width": 3200,
+            "image_mean": [0.5, 0.5, 0.5],
+            "image_std": [0.5, 0.5, 0.5],
+            "character_list": CHARACTERS,
+        },
+    )
+    return dest
+
+
+def _write(path: Path, data: dict[str, object]) -> None:
+    path.write_text(json.dumps(data, indent=1), encoding="utf-8")
