@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--log-level {args.log_level!r} is not one of DEBUG, INFO, WARNING, ERROR")
     log_file = logs.setup(config.state_dir(args.state), args.log_level, args.retention_days)
     logging.getLogger("ocrjobs.runner").info("JSON log: %s", log_file)
-    workers = _size_workers(args) if args.executor == "local" else 0
+    workers, gpu = _size_workers(args) if args.executor == "local" else (0, None)
     opts = RunnerOptions(
         state=args.state,
         workers=workers,
@@ -140,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         ray_address=args.ray_address,
         ray_actors=args.ray_actors,
         ray_actor_cpus=args.ray_actor_cpus,
+        gpu=gpu,
     )
     try:
         return Runner(opts).run()
@@ -158,14 +159,22 @@ def _auto_or_count(raw: str) -> int | None:
         raise argparse.ArgumentTypeError(f"expected auto or a whole number, got {raw!r}") from None
 
 
-def _size_workers(args: argparse.Namespace) -> int:
+def _size_workers(args: argparse.Namespace) -> tuple[int, sizing.GpuPlan | None]:
     """Choose workers x threads, say so, and hand the thread count to the workers through the
-    environment they inherit (engines read it with ``runner_threads()`` before loading models)."""
+    environment they inherit (engines read it with ``runner_threads()`` before loading models).
+    Also the plan for GPU engines' jobs, one worker per GPU (jobs/runner/sizing.py), None without a GPU."""
     chosen = sizing.plan(args.workers, args.threads, budget_mb=args.worker_memory)
-    logging.getLogger("ocrjobs.runner").info("workers: %s", chosen.describe())
+    log = logging.getLogger("ocrjobs.runner")
+    log.info("workers: %s", chosen.describe())
     os.environ[THREADS_ENV] = str(chosen.threads)
     os.environ.setdefault("OMP_NUM_THREADS", str(chosen.threads))
-    return chosen.workers
+    gpu = None
+    if args.device != "cpu":
+        gpus, order = sizing.visible_gpus()
+        gpu = sizing.gpu_plan(gpus, args.workers, args.threads, order=order)
+    said = gpu.describe() if gpu else "no GPU visible, so they get the CPU plan above"
+    log.info("GPU engines (transformers, plug-ins with uses_gpu = True): %s", said)
+    return chosen.workers, gpu
 
 
 if __name__ == "__main__":

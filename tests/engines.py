@@ -151,3 +151,68 @@ class BatchEngine(SizeEngine):
             out.append(MemoryError(f"out of memory on {text}") if marker == YELLOW else Recognition(text, 0.9))
         time.sleep(self.delay)
         return out
+
+
+class DuckEngine:
+    """A plug-in that does not subclass Engine: only ``load(device)`` and ``recognize(images)``, nothing else
+    (no ``device``, ``max_batch``, ``set_stop_check`` or ``close``)."""
+
+    def load(self, device):  # type: ignore[no-untyped-def]  # deliberately bare, as a plug-in author writes it
+        self.loaded_for = device
+
+    def recognize(self, images):  # type: ignore[no-untyped-def]
+        return [{"text": f"duck {im.width}x{im.height}"} for im in images]
+
+
+class TypeErrorEngine(DuckEngine):
+    """Loads, then raises TypeError on every call (a plug-in written against another interface)."""
+
+    def recognize(self, images):  # type: ignore[no-untyped-def]
+        raise TypeError("recognize() missing 1 required positional argument: 'lang'")
+
+
+class WrongCountEngine(SizeEngine):
+    """Loads, then answers every call with one result too few."""
+
+    def recognize(self, images: list[Image.Image]) -> list[Any]:
+        return [Recognition(text="x") for _ in images[1:]]
+
+
+class GpuEnvEngine(SizeEngine):
+    """Declares it wants a GPU (``uses_gpu``) and answers with the GPU its worker was pinned to and its pid:
+    "<CUDA_VISIBLE_DEVICES> <pid>". ``delay`` keeps each worker busy long enough for all to get items."""
+
+    uses_gpu = True
+
+    def recognize(self, images: list[Image.Image]) -> list[Any]:
+        time.sleep(self.delay * len(images))
+        pinned = os.environ.get("CUDA_VISIBLE_DEVICES", "unset")
+        return [Recognition(text=f"{pinned} {os.getpid()} {os.environ.get('OCRJOBS_THREADS')}") for _ in images]
+
+
+class TypeErrorOnBlueEngine(SizeEngine):
+    """Reads sizes, but raises TypeError on a blue-marked image: an item-specific error, once it has worked."""
+
+    def react(self, im: Image.Image) -> None:
+        if im.getpixel((0, 0)) == BLUE:
+            raise TypeError("unsupported operand type(s) for +: 'int' and 'NoneType'")
+
+
+class PrepareEngine(BatchEngine):
+    """Has the optional ``prepare(images)``: notes which images it saw and on which thread, and answers
+    "prepared on <thread>" for those (else "not prepared"), after ``delay`` per call."""
+
+    def load(self, device: str = "auto") -> None:
+        super().load(device)
+        self.seen: dict[int, str] = {}
+
+    def prepare(self, images: list[Image.Image]) -> None:
+        import threading
+
+        for im in images:
+            self.seen[id(im)] = threading.current_thread().name
+
+    def recognize(self, images: list[Image.Image]) -> list[Any]:
+        time.sleep(self.delay)
+        out = [self.seen.pop(id(im), None) for im in images]
+        return [Recognition(text=f"prepared on {t}" if t else "not prepared") for t in out]

@@ -37,9 +37,19 @@ class Engine:
 
     ``options`` are the job's engine options, passed as keyword arguments. ``device`` is
     what the engine actually runs on after :meth:`load` ("cpu", "cuda:0"...).
+
+    The runner needs only ``load(device)`` and ``recognize(images)``: a plug-in class that does not
+    subclass this one works too, and what it lacks of the rest defaults (``device``: the device it was
+    given, ``max_batch``: 1, ``set_stop_check`` and ``close``: not called). An engine whose first
+    ``recognize`` since it loaded raises AttributeError, TypeError, NotImplementedError, NameError or
+    ImportError, or that ever returns the wrong number of results, is broken: its job fails with that one
+    message, and no item is charged with it (jobs/worker/batch.py).
     """
 
     name = "engine"
+    #: True: the engine runs its model on a GPU when there is one, so the runner gives its jobs one worker
+    #: per visible GPU, each pinned with CUDA_VISIBLE_DEVICES (jobs/runner/sizing.py). False: a worker per core.
+    uses_gpu = False
 
     def __init__(self, **options: Any) -> None:
         self.options = options
@@ -55,6 +65,11 @@ class Engine:
         """Return one result per image, in order. An ``Exception`` in a slot fails that item alone
         (e.g. out of GPU memory even at batch size 1); raising fails, or retries, the whole batch."""
         raise NotImplementedError
+
+    # Optional (the worker calls it only if the engine has it): ``prepare(images)``, called on the worker's
+    # prefetch thread with the next task's images while the engine still recognises the current task, for
+    # CPU-side work ahead of the device (the transformers engine runs its processor there). It must be
+    # safe beside a running ``recognize`` and may be skipped: ``recognize`` must work without it.
 
     def close(self) -> None:
         """Release models (called before a worker loads another engine)."""

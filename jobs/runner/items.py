@@ -120,6 +120,7 @@ class Items:
                 "engine": self.spec.get("engine", config.DEFAULT_ENGINE),
                 "engine_options": self.spec.get("engine_options") or {},
                 "dpi": int(self.spec.get("dpi", config.DEFAULT_DPI)),
+                "pdf_text": self.spec.get("pdf_text", "auto"),  # jobs before it: auto
                 "retries": int(self.spec.get("retries", config.DEFAULT_RETRIES)),
             },
         )

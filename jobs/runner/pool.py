@@ -3,6 +3,9 @@
 A worker holds up to :data:`jobs.worker.core.DEPTH` tasks (batches of items): the one its engine runs and the
 next, which it decodes meanwhile. ``Items`` (jobs/runner/items.py) drives workers only through the
 interface of :class:`WorkerHandle`, so another executor's handle (jobs/ray/executor.py) plugs in.
+
+:class:`Shape` keeps the local pool in the shape the held job's engine needs (jobs/runner/sizing.py):
+the CPU plan's workers, or one worker pinned to each GPU.
 """
 
 from __future__ import annotations
@@ -13,8 +16,10 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
+from jobs.runner import sizing
 from jobs.worker.core import DEPTH, worker_main
 
 log = logging.getLogger(__name__)
@@ -56,8 +61,9 @@ class InFlight:
 class WorkerHandle:
     """One long-lived worker process. All times are monotonic (immune to wall-clock jumps)."""
 
-    def __init__(self, slot: int, device: str, hb_interval: float) -> None:
+    def __init__(self, slot: int, device: str, hb_interval: float, env: dict[str, str] | None = None) -> None:
         self.slot, self.device, self.hb_interval = slot, device, hb_interval
+        self.env = dict(env or {})  # on top of the runner's environment: a GPU worker's pin and threads
         self.proc: Any = None
         self.conn: Connection | None = None
         self.tasks: deque[InFlight] = deque()
@@ -72,7 +78,10 @@ class WorkerHandle:
     def start(self) -> None:
         parent, child = _SPAWN.Pipe(duplex=True)
         self.proc = _SPAWN.Process(
-            target=worker_main, args=(child, self.device, self.hb_interval), name=f"ocr-worker-{self.slot}", daemon=True
+            target=worker_main,
+            args=(child, self.device, self.hb_interval, self.env),
+            name=f"ocr-worker-{self.slot}",
+            daemon=True,
         )
         self.proc.start()
         child.close()
@@ -82,7 +91,8 @@ class WorkerHandle:
         self.loading_since = None
         self.last_hb = self.started_at = time.monotonic()
         self.heard = False  # nothing from this process yet: if it dies now, it never started (jobs/runner/respawn.py)
-        log.info("worker %d started (pid %d)", self.slot, self.proc.pid)
+        pin = self.env.get("CUDA_VISIBLE_DEVICES")
+        log.info("worker %d started (pid %d)%s", self.slot, self.proc.pid, f" on GPU {pin}" if pin else "")
 
     @property
     def pid(self) -> int:
@@ -167,3 +177,85 @@ class WorkerHandle:
             pass
         self.proc.join(timeout)
         self.kill()
+
+
+class Shape:
+    """The local pool's plan: the CPU plan's ``cpu_workers``, or ``gpu``'s one worker per GPU.
+
+    Workers start before any job says which engine they will run, in the CPU plan's shape. :meth:`fit`,
+    called when a job is claimed (no worker holds a task then), reshapes the pool in place when the job
+    needs the other plan: the idle workers stop and the other plan's start. Jobs of one kind in a row
+    keep their workers (and loaded engines)."""
+
+    def __init__(self, cpu_workers: int, gpu: sizing.GpuPlan | None, device: str, hb_interval: float) -> None:
+        self.cpu_workers, self.gpu, self.device, self.hb_interval = cpu_workers, gpu, device, hb_interval
+        self.kind = "cpu"
+        self._uses_gpu: dict[str, bool] = {}  # plug-in engine name -> its class's uses_gpu
+        self._forbidden: tuple[str, ...] = ()
+
+    def start(self) -> list[WorkerHandle]:
+        return [WorkerHandle(i, self.device, self.hb_interval) for i in range(self.cpu_workers)]
+
+    def fit(self, workers: list[WorkerHandle], spec: dict[str, Any], state_root: Path) -> str | None:
+        """Reshape ``workers`` (in place: Items and Drain hold the same list) for the job ``spec``;
+        what changed, in words, or None if nothing did."""
+        if self.gpu is None:
+            return None
+        self._forbidden = (str(state_root),)
+        kind = "gpu" if sizing.job_wants_gpu(spec, self.device, self.uses_gpu) else "cpu"
+        if kind == self.kind:
+            return None
+        for w in workers:
+            w.stop()
+        if kind == "gpu":
+            fresh = [WorkerHandle(i, self.device, self.hb_interval, self.gpu.env(i)) for i in range(self.gpu.workers)]
+            said = self.gpu.describe(str(spec.get("engine")))
+        else:
+            fresh = self.start()
+            said = f"{spec.get('engine')}: back to the CPU plan, {self.cpu_workers} worker(s)"
+        workers[:] = fresh
+        self.kind = kind
+        return said
+
+    def uses_gpu(self, name: str) -> bool:
+        if name not in self._uses_gpu:
+            self._uses_gpu[name] = engine_uses_gpu(name, self._forbidden)
+        return self._uses_gpu[name]
+
+
+#: Seconds a plug-in's import may take when the runner reads its ``uses_gpu``.
+PROBE_TIMEOUT_S = 20.0
+
+
+def engine_uses_gpu(name: str, forbidden: tuple[str, ...] = (), timeout_s: float = PROBE_TIMEOUT_S) -> bool:
+    """A plug-in engine class's ``uses_gpu``, read in a spawned process that imports it as a worker would,
+    so an engine that hangs or kills its process on import cannot take the runner down. Whatever goes
+    wrong (the worker will report it when it loads the engine): False, the CPU plan."""
+    parent, child = _SPAWN.Pipe(duplex=False)
+    proc = _SPAWN.Process(target=_probe, args=(child, name, forbidden), name="ocr-engine-probe", daemon=True)
+    proc.start()
+    child.close()
+    answer = False
+    try:
+        if parent.poll(timeout_s):
+            answer = bool(parent.recv())
+        else:
+            log.warning("engine %s: importing it took over %.0f s; it gets the CPU plan", name, timeout_s)
+    except (EOFError, OSError):
+        log.warning("engine %s: its import ended the process; it gets the CPU plan", name)
+    finally:
+        if proc.is_alive():
+            proc.kill()
+        proc.join(5)
+        parent.close()
+    return answer
+
+
+def _probe(conn: Connection, name: str, forbidden: tuple[str, ...]) -> None:
+    from jobs.engines.registry import load_engine_class
+
+    try:
+        cls = load_engine_class(name, [Path(f) for f in forbidden])
+        conn.send(bool(getattr(cls, "uses_gpu", False)))
+    except Exception:  # noqa: BLE001 - the worker reports the real error when it loads the engine
+        conn.send(False)

@@ -98,6 +98,11 @@ class Respawner:
             if self._due.pop(w.slot, None) is not None:
                 w.restart()
 
+    def forget(self) -> None:
+        """The pool was replaced (jobs/runner/pool.py's ``Shape``): no slot's count or pause holds any more."""
+        self.failed.clear()
+        self._due.clear()
+
     def revive(self, workers: Iterable[Any]) -> None:
         """No job held: replace dead workers, at once or after their pause."""
         for w in workers:

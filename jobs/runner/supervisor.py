@@ -24,11 +24,11 @@ from typing import Any
 from jobs import config
 from jobs.engines import allow
 from jobs.errors import Corrupt, EngineError, JobNotFound, LeaseLost, StoreBusy
-from jobs.runner import pinning
+from jobs.runner import pinning, sizing
 from jobs.runner.drain import Drain
 from jobs.runner.heartbeat import Telemetry
 from jobs.runner.items import Items
-from jobs.runner.pool import WorkerHandle
+from jobs.runner.pool import Shape
 from jobs.runner.reserve import DiskReserve
 from jobs.store import lease, shared_folder
 from jobs.store.atomic import is_disk_full
@@ -61,6 +61,7 @@ class RunnerOptions:
     ray_address: str | None = None
     ray_actors: int | None = None
     ray_actor_cpus: float = 1.0
+    gpu: sizing.GpuPlan | None = None  # the plan for a GPU engine's jobs (jobs/runner/sizing.py); None: no GPU
 
 
 class Runner:
@@ -73,6 +74,7 @@ class Runner:
         # before the workers start, so a busy metrics port fails fast
         metrics_at = (opts.metrics_host, opts.metrics_port) if opts.metrics_port is not None else None
         self.telemetry = Telemetry(self.store, self.id, opts.heartbeat_s, metrics_at)
+        self.shape: Shape | None = None  # local workers' plan (the Ray executor sizes its own actors)
         if opts.executor == "ray":
             from jobs.ray.cluster import make_ray_handles
 
@@ -80,7 +82,8 @@ class Runner:
                 opts.ray_address, opts.ray_actors, opts.device, opts.ray_actor_cpus
             )
         else:
-            self.workers = [WorkerHandle(i, opts.device, opts.hb_interval_s) for i in range(opts.workers)]
+            self.shape = Shape(opts.workers, opts.gpu, opts.device, opts.hb_interval_s)
+            self.workers = self.shape.start()
         self.claim: Claim | None = None
         self.items = Items(
             self.store,
@@ -200,6 +203,9 @@ class Runner:
             lease.finish(self.store, claim, JobStatus.PAUSED, changed, reason=pinning.PAUSE_REASON)
             self.claim = None
             return
+        if self.shape is not None and (reshaped := self.shape.fit(self.workers, job.spec, self.store.root)):
+            log.info("job %s: %s", claim.job_id, reshaped)  # one worker per GPU, or back to the CPU plan
+            self.items.respawn.forget()
         try:
             self.items.load(claim.job_id, job.spec)
         except (Corrupt, JobNotFound) as e:  # a hand-edited or damaged manifest: fail the job, not the runner
