@@ -4,6 +4,11 @@ A bad input fails its own item only (kind ``input``, never retried). The engine 
 images in one ``recognize`` call; an exception from that call is retried with exponential backoff
 and jitter (tenacity) and then fails the batch's items, while an ``Exception`` returned in one
 slot fails that item alone (e.g. out of GPU memory at batch size 1).
+
+An engine that is broken rather than unlucky (:class:`BrokenEngine`: its first call since it loaded
+raised an error that says the code, not the image, is wrong, or any call answered with the wrong number
+of results) fails its whole job with one message: charging each item with it would fail, or with a
+crash set aside as poison, every item of the job one by one.
 """
 
 from __future__ import annotations
@@ -19,16 +24,28 @@ from jobs.errors import InputError
 from jobs.store.status import ErrorKind, ItemStatus
 
 log = logging.getLogger(__name__)
+#: Errors that say the engine's code is wrong (a missing method, a bad signature, a stub), not the image.
+BROKEN_KINDS: tuple[type[BaseException], ...] = (AttributeError, TypeError, NotImplementedError, NameError, ImportError)
+
+
+class BrokenEngine(Exception):
+    """The engine cannot do any item of this job; the message names the engine and its error."""
+
+
+class _WrongCount(RuntimeError):
+    pass
 
 
 def decode_task(task: dict[str, Any]) -> list[Any]:
     """Each item's image, or the exception that kept it from being read (kept, not raised)."""
     from jobs.intake.decode import load_item
+    from jobs.intake.textlayer import text_layer_result
 
     out: list[Any] = []
     for item in task["items"]:
-        try:
-            out.append(load_item(Path(task["job_dir"]), item, task["dpi"]))
+        try:  # a PDF page whose text layer covers it is read from it: a finished result, no image
+            done = text_layer_result(Path(task["job_dir"]), item, task["dpi"], task.get("pdf_text", "auto"))
+            out.append(done if done is not None else load_item(Path(task["job_dir"]), item, task["dpi"]))
         except Exception as e:  # noqa: BLE001 - a decode failure is that item's result
             out.append(e)
     return out
@@ -52,8 +69,13 @@ def recognize_task(
     images: list[Any],
     on_attempt: Callable[[int], None],
     stop_check: Callable[[], bool],
+    device: str = "cpu",
+    proven: bool = True,
 ) -> list[dict[str, Any]]:
-    """One result per item of ``task``, in order."""
+    """One result per item of ``task``, in order. ``device``: the engine's, for engines that do not say
+    (``engine.device`` is optional). ``proven``: the engine already recognised something since it loaded;
+    until it has, an error of :data:`BROKEN_KINDS` raises :class:`BrokenEngine` (as a wrong result count
+    always does) instead of failing the items."""
     from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
     from jobs.engines.registry import normalize
@@ -61,13 +83,22 @@ def recognize_task(
     t0 = time.monotonic()
     items = task["items"]
     bases = [
-        {"index": it["index"], "source": it["source"], "page": it.get("page"), "device": engine.device} for it in items
+        {
+            "index": it["index"],
+            "source": it["source"],
+            "page": it.get("page"),
+            "device": str(getattr(engine, "device", device)),
+        }
+        for it in items
     ]
     results: list[dict[str, Any] | None] = [None] * len(items)
     good = []
     for n, image in enumerate(images):
         if isinstance(image, InputError):
             results[n] = _failed(bases[n], ErrorKind.INPUT, str(image), 0, 0.0)
+        elif isinstance(image, dict):  # read from the PDF's text layer (decode_task): the engine never sees it
+            results[n] = {**bases[n], "device": "cpu", **image, "status": ItemStatus.DONE.value, "error": None}
+            results[n].update(attempts=0, batch_size=1)
         elif isinstance(image, BaseException):
             results[n] = _failed(bases[n], ErrorKind.INPUT, f"{type(image).__name__}: {image}", 0, 0.0)
         else:
@@ -79,7 +110,13 @@ def recognize_task(
         retrying = Retrying(
             stop=stop_after_attempt(task["retries"] + 1),
             wait=wait_exponential_jitter(initial=task.get("backoff_s", 0.5), max=8),
-            retry=retry_if_exception(lambda e: not isinstance(e, InputError) and not stop_check()),
+            retry=retry_if_exception(
+                lambda e: (
+                    not isinstance(e, (InputError, _WrongCount))
+                    and not (not proven and isinstance(e, BROKEN_KINDS))
+                    and not stop_check()
+                )
+            ),
             reraise=True,
         )
         try:
@@ -89,7 +126,14 @@ def recognize_task(
                     on_attempt(attempts)
                     out = engine.recognize([images[n] for n in good])
                     if len(out) != len(good):
-                        raise RuntimeError(f"engine returned {len(out)} results for {len(good)} images")
+                        raise _WrongCount(f"recognize() returned {len(out)} results for {len(good)} images")
+        except _WrongCount as e:
+            raise BrokenEngine(_broken(task, e)) from e
+        except BROKEN_KINDS as e:
+            if not proven:
+                raise BrokenEngine(_broken(task, e)) from e
+            log.warning("items %s failed: %s", [items[n]["index"] for n in good], traceback.format_exc(limit=3))
+            error = e
         except Exception as e:  # noqa: BLE001 - an engine error fails this batch's items only
             log.warning("items %s failed: %s", [items[n]["index"] for n in good], traceback.format_exc(limit=3))
             error = e
@@ -110,9 +154,18 @@ def recognize_task(
             "batch_size": len(good),  # unless the engine says what it really ran (it may split a batch)
             **rec,
             **bases[n],
+            "method": "ocr",
             "status": ItemStatus.DONE.value,
             "error": None,
             "attempts": attempts,
             "processing_time_ms": round(share, 1),
         }
     return [r for r in results if r is not None]
+
+
+def _broken(task: dict[str, Any], e: BaseException) -> str:
+    what = e if isinstance(e, _WrongCount) else f"recognize() raised {type(e).__name__}: {e}"
+    return (
+        f"engine {task['engine']!r} is broken: {what}; the job was failed without charging its items "
+        "(fix the engine, then `retry` the job)"
+    )
