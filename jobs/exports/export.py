@@ -13,6 +13,7 @@ import csv
 import json
 import os
 import secrets
+import shutil
 import tempfile
 from pathlib import Path
 from typing import TextIO
@@ -25,9 +26,13 @@ from jobs.ops.terminal import safe
 from jobs.store.atomic import TMP_PREFIX
 from jobs.store.store import Store
 
-__all__ = ["COLUMNS", "FORMATS", "Summary", "export", "render", "rows", "write"]
+__all__ = ["COLUMNS", "DOCUMENT_FORMATS", "FORMATS", "Summary", "export", "render", "rows", "write"]
 
 FORMATS = ("json", "csv", "txt", "xlsx")
+#: The documents (issue 19): a searchable PDF, hOCR and ALTO XML. Apart from FORMATS, the dashboard's
+#: download row, until it offers them by name (an ALTO file ends in .xml: ``FILE_EXTENSIONS``).
+DOCUMENT_FORMATS = ("pdf", "hocr", "alto")
+FILE_EXTENSIONS = {"alto": "xml"}
 COLUMNS = (
     "index",
     "source",
@@ -35,10 +40,12 @@ COLUMNS = (
     "status",
     "text",
     "confidence",
+    "truncated",
     "error",
     "error_kind",
     "processing_time_ms",
     "device",
+    "method",
 )
 _WIDTHS = {"source": 40, "text": 80, "error": 50}
 
@@ -53,17 +60,30 @@ def render(store: Store, job_id: str, fmt: str) -> bytes:
         return write(store, job_id, fmt, Path(tmp) / f"export.{fmt}").path.read_bytes()
 
 
-def write(store: Store, job_id: str, fmt: str, dest: Path) -> Summary:
-    """Write the export to ``dest`` (renamed into place when complete) and say what it holds."""
-    if fmt not in FORMATS:
-        raise OcrJobsError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
+def write(store: Store, job_id: str, fmt: str, dest: Path, split: bool = False) -> Summary:
+    """Write the export to ``dest`` (renamed into place when complete) and say what it holds. ``split``
+    (pdf: one file per source; hocr, alto: one per item) makes ``dest`` a new folder of them."""
+    if fmt not in FORMATS + DOCUMENT_FORMATS:
+        raise OcrJobsError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS + DOCUMENT_FORMATS)}")
+    if split and fmt not in DOCUMENT_FORMATS:
+        raise OcrJobsError(f"--split is for pdf, hocr and alto exports, not {fmt} (name the format: --format pdf)")
+    dest = Path(dest)
+    if split and dest.exists():
+        raise OcrJobsError(f"{dest} exists; --split writes a new folder: name one that does not exist yet")
     items = Tracker(store, job_id)
     table = items.job.spec.get("table")
-    dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f"{TMP_PREFIX}{dest.name}.{secrets.token_hex(3)}")
     try:
-        if table and fmt in ("csv", "xlsx"):
+        if fmt == "pdf":
+            from jobs.exports import pdf
+
+            pdf.write(items, tmp, split)
+        elif fmt in ("hocr", "alto"):
+            from jobs.exports import hocr
+
+            hocr.write(items, fmt, tmp, split)
+        elif table and fmt in ("csv", "xlsx"):
             writeback.write(store.job_dir(job_id), table, items, fmt, tmp, dest.suffix.lower())
         elif fmt == "xlsx":
             _xlsx(items, tmp)
@@ -72,6 +92,8 @@ def write(store: Store, job_id: str, fmt: str, dest: Path) -> Summary:
                 {"json": _json, "csv": _csv, "txt": _txt}[fmt](items, f)
         os.replace(tmp, dest)
     except BaseException:
+        if tmp.is_dir():  # a --split folder
+            shutil.rmtree(tmp)
         tmp.unlink(missing_ok=True)
         raise
     return items.summary(dest, fmt)
@@ -129,5 +151,3 @@ def _xlsx(items: Tracker, path: Path) -> None:
         ws.append([write_only_cell(ws, row[c]) for c in COLUMNS])
     info_sheet(wb, items)
     wb.save(path)
-
-

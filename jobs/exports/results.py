@@ -22,6 +22,7 @@ class Summary:
     total: int
     counts: dict[str, int] = field(default_factory=dict)
     missing: list[dict[str, Any]] = field(default_factory=list)  # index, row, source, page
+    truncated: dict[str, int] = field(default_factory=dict)  # why -> how many done items were cut short
 
     def note(self) -> str | None:
         """One line for a person when the export is partial, else None."""
@@ -42,7 +43,12 @@ class Summary:
             "counts": self.counts,
             "missing": len(self.missing),
             "missing_items": [m["index"] for m in self.missing],
+            "truncated": sum(self.truncated.values()),
         }
+
+    def warning(self) -> str | None:
+        """One line when some done items were cut short (their text is incomplete), else None."""
+        return truncation_warning(self.truncated)
 
 
 class Tracker:
@@ -53,6 +59,7 @@ class Tracker:
         self.job = store.get(job_id)
         self.counts: dict[str, int] = {}
         self.missing: list[dict[str, Any]] = []
+        self.truncated: dict[str, int] = {}
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         for item in self.store.manifest(self.job_id):
@@ -60,6 +67,7 @@ class Tracker:
             self.counts[row["status"]] = self.counts.get(row["status"], 0) + 1
             if row["status"] == "pending":
                 self.missing.append({k: row.get(k) for k in ("index", "row", "source", "page")})
+            count_truncated(self.truncated, row)
             yield row
 
     def _result(self, index: int) -> dict[str, Any] | None:
@@ -68,12 +76,13 @@ class Tracker:
 
     def summary(self, path: Path, fmt: str) -> Summary:
         status = self.store.get(self.job_id).status.value
-        return Summary(path, fmt, status, self.job.total, dict(self.counts), self.missing)
+        return Summary(path, fmt, status, self.job.total, dict(self.counts), self.missing, dict(self.truncated))
 
 
 def _merge(item: dict[str, Any], res: dict[str, Any] | None) -> dict[str, Any]:
     res = res or {"status": "pending"}
     err = res.get("error") or {}
+    cut = res["status"] == "done" and res.get("truncated") is True  # only a done item's text can be incomplete
     out = {
         "index": item["index"],
         "source": item["source"],
@@ -81,11 +90,17 @@ def _merge(item: dict[str, Any], res: dict[str, Any] | None) -> dict[str, Any]:
         "status": res["status"],
         "text": res.get("text") or "",
         "confidence": res.get("confidence"),
+        "truncated": cut,
+        "truncated_by": res.get("truncated_by") if cut else None,
         "error": err.get("message") if isinstance(err, dict) else err,
         "error_kind": err.get("kind") if isinstance(err, dict) else None,
         "processing_time_ms": res.get("processing_time_ms"),
         "device": res.get("device"),
+        "method": res.get("method"),  # "text-layer" (a PDF page's own text) or "ocr"
     }
+    for extra in ("boxes", "fields", "warning"):  # line boxes in page pixels, a form's fields: the JSON keeps them
+        if res.get(extra):
+            out[extra] = res[extra]
     if "row" in item:
         out["row"] = item["row"]
     return out
@@ -94,3 +109,32 @@ def _merge(item: dict[str, Any], res: dict[str, Any] | None) -> dict[str, Any]:
 def rows(store: Store, job_id: str) -> list[dict[str, Any]]:
     """Every item with its result, in order (the json export as Python objects)."""
     return list(Tracker(store, job_id))
+
+
+#: What to do about an item cut short, by what cut it (the engine's ``truncated_by``).
+_TRUNCATION_ADVICE = {
+    "max_new_tokens": "truncated at max_new_tokens: raise --max-new-tokens",
+    "max_time": "cut short by the generation time limit (max_time_s, 0.8 x the item timeout): raise --item-timeout",
+}
+
+
+def truncation_advice(why: str | None) -> str:
+    """What cut an item short and the option that helps, e.g. "truncated at max_new_tokens: raise --max-new-tokens"."""
+    return _TRUNCATION_ADVICE.get(str(why), "truncated (cut short before the model finished)")
+
+
+def count_truncated(counts: dict[str, int], result: dict[str, Any]) -> None:
+    """Add one done item's truncation (``truncated: true`` in its result) to ``counts`` (why -> how many)."""
+    if result.get("status") == "done" and result.get("truncated") is True:
+        why = str(result.get("truncated_by") or "unknown")
+        counts[why] = counts.get(why, 0) + 1
+
+
+def truncation_warning(counts: dict[str, int]) -> str | None:
+    """One line for a person: how many done items are incomplete, why, and the option that helps; None if none.
+    Shared by ``show``, the exports and the dashboard's Job page."""
+    parts = []
+    for why, n in sorted(counts.items(), key=lambda kv: -kv[1]):
+        items = f"{n} item{'s' if n != 1 else ''}"
+        parts.append(f"{items} {truncation_advice(why)}")
+    return "; ".join(parts) or None

@@ -16,7 +16,7 @@ from typing import Any
 
 from jobs.errors import OcrJobsError, SubmitError
 from jobs.exports.cells import csv_safe, excel_value, info_sheet, neutralise, write_only_cell
-from jobs.exports.results import Tracker
+from jobs.exports.results import Tracker, truncation_advice
 from jobs.intake.workbook_limits import check_cells, check_workbook
 
 RESULT_HEADERS = ("OCR text", "OCR status", "OCR error")
@@ -45,7 +45,10 @@ def by_row(items: Iterable[dict[str, Any]]) -> Iterator[tuple[int, Result]]:
         if current and item["row"] != current[0]["row"]:
             yield current[0]["row"], _combine(current)
             current = []
-        current.append({k: item.get(k) for k in ("row", "page", "source", "status", "text", "error")})
+        part = {k: item.get(k) for k in ("row", "page", "source", "status", "text", "error")}
+        if item.get("truncated") and not part["error"]:  # done, but the text is incomplete: say so in its row
+            part["error"] = truncation_advice(item.get("truncated_by"))
+        current.append(part)
     if current:
         yield current[0]["row"], _combine(current)
 
