@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from jobs.errors import Corrupt, JobNotFound
-from jobs.store import queue_journal
+from jobs.store import queue_journal, search
 from jobs.store.atomic import TMP_PREFIX, read_json, remove_tree
 from jobs.store.status import JobStatus
 from jobs.store.store import Store
@@ -64,6 +64,7 @@ def delete_job(store: Store, job_id: str, *, terminal_only: bool = False) -> boo
         if status == JobStatus.RUNNING or (terminal_only and not status.is_terminal):
             return False
         os.replace(store.job_dir(job_id), trash / f"{job_id}-{time.time_ns()}")
+    search.forget_job(store, job_id)  # the derived search index; never raises
     for leftover in trash.iterdir():
         remove_tree(leftover)
     return True

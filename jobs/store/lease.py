@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from jobs.errors import JobDamaged, JobNotFound, LeaseLost, StoreBusy
-from jobs.store import perms, queue_journal
+from jobs.store import perms, queue_journal, search
 from jobs.store.atomic import TMP_PREFIX, append_line, atomic_write_json
 from jobs.store.clock import wall
 from jobs.store.lease_watch import LeaseWatch, watch_of
@@ -255,6 +255,7 @@ def commit_item(store: Store, claim: Claim, result: dict[str, Any]) -> bool:
             write_state(store, claim.job_id, claim.state, durable=False)
             claim.written = now
             watch_of(store).note(claim.job_id, claim.state["lease"], claim.lease_s, live=True)
+    search.note_commit(store, claim.job_id, result, claim.state["progress"])  # derived search index; never raises
     return True
 
 
