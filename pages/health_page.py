@@ -4,16 +4,64 @@ from __future__ import annotations
 
 import shutil
 import time
+from typing import Any
 
+import pandas as pd
 import psutil
 import streamlit as st
 
 from jobs.ops.health import check
 from jobs.ops.liveness import read_history
-from pages.common import age, get_store, require_login
+from pages.common import DOT, age, coloured, get_store, line_chart, require_login
+from pages.health_parts import rate_rows, worker_rows
 from pages.literal import md_text
 
 require_login()  # the password gate, before anything reads the store
+#: A dead runner stays listed (greyed: no job, no items) this long, then only counted.
+DEAD_SHOWN_S = 600
+#: The charts' time axis: minutes before now, negative, so time runs left to right and now is 0.
+MINUTES = "minutes (0 = now)"
+STATES = ["alive", "stale", "dead"]
+
+
+WORKER_COLUMNS = {
+    "for (s)": st.column_config.NumberColumn("for", format="%.0f s", help="how long the current item has run"),
+    "CPU %": st.column_config.NumberColumn("CPU", format="%.0f %%"),
+}
+
+
+def runner_row(r: dict[str, Any]) -> dict[str, Any]:
+    """A runner as the table shows it; a dead one's job and items are history, not work, so blank."""
+    dead = r["state"] == "dead"
+    items = ", ".join(str(w.get("item")) for w in r.get("workers", []) if w.get("item") is not None)
+    return {
+        "runner": r["id"],
+        "state": f"{DOT} {r['state']}",
+        "heartbeat": age(r["age_s"]) + " ago",
+        "job": None if dead else r.get("job"),
+        "items": None if dead else items,
+        "pid": r.get("pid"),
+        "host": r.get("host"),
+    }
+
+
+def load_chart(history: list[tuple[str, list[dict[str, Any]]]], key: str, metric: str, scale: float) -> bool:
+    """One line per runner over the last hour, time running left to right; False when there is
+    nothing to draw (an empty or one-point series is where Vega logs "Infinite extent")."""
+    now = time.time()
+    rows = [
+        {MINUTES: round((s["t"] - now) / 60, 2), "runner": rid, metric: s[key] / scale}
+        for rid, samples in history
+        for s in samples
+        if isinstance(s.get(key), int | float) and isinstance(s.get("t"), int | float)
+    ]
+    if len(rows) < 2:
+        return False
+    st.caption(f"{metric}, last hour (from runner heartbeats; now is at the right)")
+    line_chart(pd.DataFrame(rows), MINUTES, metric, x_type="quantitative", color="runner", x_domain=[-60, 0])
+    return True
+
+
 store = get_store()
 st.title("Health")
 
@@ -26,23 +74,17 @@ def live() -> None:
         st.warning(md_text(reason))
 
     st.subheader("Runners")
-    if report["runners"]:
-        st.dataframe(
-            [
-                {
-                    "runner": r["id"],
-                    "state": r["state"],
-                    "heartbeat": age(r["age_s"]) + " ago",
-                    "job": r.get("job"),
-                    "items": ", ".join(str(w.get("item")) for w in r.get("workers", []) if w.get("item") is not None),
-                    "pid": r.get("pid"),
-                    "host": r.get("host"),
-                }
-                for r in report["runners"]
-            ],
-            hide_index=True,
-        )
-    else:
+    shown = [r for r in report["runners"] if r["state"] != "dead" or r["age_s"] <= DEAD_SHOWN_S]
+    shown.sort(key=lambda r: (STATES.index(r["state"]) if r["state"] in STATES else 3, r["age_s"]))
+    if shown:
+        st.dataframe(coloured([runner_row(r) for r in shown], "state"), hide_index=True, placeholder="")
+    if len(shown) < len(report["runners"]):
+        gone = len(report["runners"]) - len(shown)
+        st.caption(f"{gone} runner(s) dead for over {DEAD_SHOWN_S // 60} min are not listed.")
+    if workers := worker_rows(shown):
+        st.caption("Workers")
+        st.dataframe(workers, hide_index=True, placeholder="", column_config=WORKER_COLUMNS)
+    if not report["runners"]:
         st.info("No runner has ever reported. Start one with `python runner.py` (or `make run`).")
 
     alive = [r for r in report["runners"] if r["state"] == "alive"]
@@ -71,21 +113,20 @@ def live() -> None:
     else:
         st.caption("No GPU — CPU mode.")
     history = [(r["id"], read_history(store, r["id"])) for r in alive]
-    if any(samples for _, samples in history):
-        now = time.time()
-        rows = [
-            {
-                "minutes ago": round((now - s["t"]) / 60, 1),
-                "runner": rid,
-                "CPU %": s.get("cpu_percent"),
-                "GPU memory (MiB)": (s.get("gpu_memory_used_bytes") or 0) / 2**20,
-            }
-            for rid, samples in history
-            for s in samples
-        ]
-        metric = "GPU memory (MiB)" if gpus else "CPU %"
-        st.caption(f"{metric}, last hour (from runner heartbeats)")
-        st.line_chart(rows, x="minutes ago", y=metric, color="runner", height=200)
+    if gpus:
+        load_chart(history, "gpu_memory_used_bytes", "GPU memory (MiB)", 2**20)
+    st.subheader("Throughput")
+    rates = rate_rows(history)
+    if len(rates) >= 2:
+        st.caption("Items committed per minute, last hour (from runner heartbeats; now is at the right)")
+        line_chart(pd.DataFrame(rates), MINUTES, "items/min", x_type="quantitative", color="runner", x_domain=[-60, 0])
+        failed = sum({r["runner"]: r["failed/min"] for r in rates}.values())  # each runner's latest step
+        st.caption(f"Failed or timed out in the last minute or so: {failed:.1f} per minute.")
+    else:
+        st.caption("No samples yet: a live runner records its counts every 10 s.")
+    st.subheader("CPU")
+    if not load_chart(history, "cpu_percent", "CPU %", 1):
+        st.caption("No samples yet: a live runner records CPU use with its heartbeats.")
 
     st.subheader("Machine")
     disk = shutil.disk_usage(store.root)
@@ -95,7 +136,8 @@ def live() -> None:
     c[1].metric("RAM used", f"{mem.percent:.0f} %")
     c[2].metric("Disk free (job folder)", f"{100 * disk.free / disk.total:.1f} %")
     c[3].metric("Backlog (items)", report["backlog_items"])
-    st.caption("Jobs by status: " + md_text(", ".join(f"{k} {v}" for k, v in report["jobs"].items() if v)))
+    counts = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in report["jobs"].items() if v)
+    st.caption("Jobs by status: " + (md_text(counts) if counts else "no jobs yet"))
 
 
 live()

@@ -13,11 +13,22 @@ import streamlit as st
 from jobs import Job, config
 from jobs.dashboard.thumbnails import thumbnail_png
 from jobs.errors import JobNotFound, OcrJobsError
-from jobs.exports.export import FORMATS, render
+from jobs.exports.export import FILE_EXTENSIONS, FORMATS, render
 from jobs.ops.diagnose import diagnose
 from jobs.store.job import JOB_ID
 from jobs.store.status import JobStatus
-from pages.common import ACTIVE, PAGE_JOBS, age, get_store, request, require_login
+from pages import item_detail
+from pages.common import (
+    ACTIVE,
+    age,
+    for_any_setup,
+    get_store,
+    line_chart,
+    orphaned,
+    require_login,
+    status_words,
+)
+from pages.job_actions import actions, confirm, progress_bar, takeover, times
 from pages.literal import md_text
 
 require_login()  # the password gate, before anything reads the store
@@ -25,7 +36,6 @@ store = get_store()
 PAGE_SIZE = 50
 #: Failed items listed on the page at most (every one is in the downloads).
 FAILED_SHOWN = 1000
-DESTRUCTIVE = {"cancel", "delete"}
 
 job_ids = [j.id for j in store.list_jobs()]
 wanted = st.query_params.get("id") or (job_ids[0] if job_ids else None)
@@ -109,45 +119,6 @@ def row(item: dict[str, Any], res: dict[str, Any] | None) -> dict[str, Any]:
     return out
 
 
-def actions(job: Job) -> None:
-    """The requests a user may make for this job, by its status; cancel and delete ask for a second click."""
-    allowed = {
-        "pause": job.status in ACTIVE,
-        "resume": job.status == JobStatus.PAUSED,
-        "retry": job.status in {JobStatus.FAILED, JobStatus.COMPLETED_WITH_ERRORS, JobStatus.CANCELLED},
-        "cancel": not job.status.is_terminal,
-        "delete": True,
-    }
-    confirmed = st.session_state.pop("confirmed", None)  # set by the "Yes" button's callback
-    if confirmed and confirmed[1] == job.id:
-        request(store, job.id, confirmed[0])
-        if confirmed[0] == "delete":
-            st.session_state["flash"] = f"delete requested for {job.id}: a runner removes it"
-            st.switch_page(PAGE_JOBS)
-    shown = [kind for kind, ok in allowed.items() if ok]
-    cols = st.columns(len(shown) + 3)
-    for col, kind in zip(cols, shown, strict=False):
-        if kind in DESTRUCTIVE:
-            col.button(kind.capitalize(), key=f"act-{kind}", on_click=_set, args=("confirm", (kind, job.id)))
-        elif col.button(kind.capitalize(), key=f"act-{kind}"):
-            request(store, job.id, kind)
-    pending = st.session_state.get("confirm")
-    if pending and pending[1] == job.id and allowed.get(pending[0]):
-        kind = pending[0]
-        st.warning(f"{kind.capitalize()} job {job.id}?" + (" Its files are removed." if kind == "delete" else ""))
-        yes, no, _ = st.columns([1, 1, 4])
-        yes.button(f"Yes, {kind}", key="confirm-yes", type="primary", on_click=_confirm, args=(kind, job.id))
-        no.button("No", key="confirm-no", on_click=_set, args=("confirm", None))
-
-
-def _set(key: str, value: Any) -> None:
-    st.session_state[key] = value
-
-
-def _confirm(kind: str, job_id: str) -> None:
-    st.session_state.update(confirm=None, confirmed=(kind, job_id))
-
-
 @st.fragment(run_every="2s" if job.status in ACTIVE else "5s")
 def live(seen: JobStatus) -> None:
     """Refreshes every 2 s while the job is queued or running, every 5 s otherwise (a resume from
@@ -159,10 +130,15 @@ def live(seen: JobStatus) -> None:
     if job.status != seen:
         st.rerun()
     p = job.progress()
-    st.subheader(f"{job.id} · {job.status.value}")
+    lost = orphaned(job)
+    if lost:  # nobody works on it: no rate, no ETA
+        p.update(items_per_s=None, eta_s=None)
+    named = f"{job.name} · " if job.name else ""
+    st.subheader(f"{named}{job.id} · {status_words(job.status)}" + (" (orphaned)" if lost else ""), anchor=False)
+    st.caption(times(job))
     actions(job)
     eta = f" · ETA {age(p['eta_s'])}" if p["eta_s"] is not None else ""
-    st.progress(p["percent"] / 100, text=f"{p['committed']}/{p['total']} items{eta}")
+    progress_bar(job, p["percent"], f"{p['committed']}/{p['total']} items{eta}")
     m = st.columns(4)
     m[0].metric("done", p["done"])
     m[1].metric("failed", p["failed"])
@@ -188,15 +164,19 @@ def live(seen: JobStatus) -> None:
         diag = diagnose(store, job.id)
         if diag.stuck:
             with st.container(border=True):
-                st.error(f"**{md_text(diag.diagnosis.capitalize())}**: {md_text(diag.summary)}")
+                summary = diag.summary.removeprefix(f"{diag.diagnosis}: ")  # the heading names it already
+                st.error(f"**{md_text(diag.diagnosis.capitalize())}**: {md_text(summary)}")
+                if diag.diagnosis == "orphaned":
+                    lease_s = float((job.lease or {}).get("lease_s") or config.DEFAULT_LEASE_S)
+                    st.info(takeover(diag.evidence, lease_s))
                 for tip in diag.suggestions:
-                    st.markdown(f"- {md_text(tip)}")
+                    st.markdown(f"- {md_text(for_any_setup(tip))}")
                 with st.expander("Evidence"):
                     st.json(diag.evidence)
     chart = throughput(events)
     if len(chart.get("seconds", [])) > 1:
         st.caption("Throughput (items/s, 10 s buckets)")
-        st.line_chart(chart, x="seconds", y="items/s", height=180)
+        line_chart(chart, "seconds", "items/s", x_type="quantitative", height=180)
     with st.expander("Event log (latest 30)"):
         st.dataframe(
             [
@@ -222,13 +202,25 @@ def results_section(job: Job) -> None:
                         "#": i["index"],
                         "source": i["source"],
                         "page": i.get("page"),
-                        "status": i["status"],
+                        "status": i["status"].replace("_", " "),
                         "error": (i.get("error") or {}).get("message"),
                     }
                     for i in failed[:FAILED_SHOWN]
                 ],
                 hide_index=True,
+                placeholder="",
+                column_config={"page": st.column_config.NumberColumn("page", format="%d")},
             )
+    truncated = [row(items[i], r) for i, r in sorted(found.items()) if r.get("truncated")]
+    if truncated:
+        names = ", ".join(
+            f"#{i['index']} {i['source']}" + (f" p{i['page']}" if i.get("page") else "") for i in truncated[:10]
+        )
+        more = f" and {len(truncated) - 10} more" if len(truncated) > 10 else ""
+        st.warning(
+            f"{len(truncated)} item(s) were cut off at the model's token limit, so their text may be incomplete: "
+            f"{md_text(names)}{more}. Resubmit them with a higher *Max new tokens*."
+        )
 
     st.subheader("Results")
     pages = max(1, -(-len(items) // PAGE_SIZE))
@@ -243,7 +235,7 @@ def results_section(job: Job) -> None:
                 "#": i["index"],
                 "source": i["source"],
                 "page": i.get("page"),
-                "status": i["status"],
+                "status": i["status"].replace("_", " "),
                 "text": i.get("text"),
                 "confidence": i.get("confidence"),
             }
@@ -251,32 +243,51 @@ def results_section(job: Job) -> None:
         ],
         hide_index=True,
         row_height=80,
+        placeholder="",
         column_config={
             "preview": st.column_config.ImageColumn("preview"),
+            "page": st.column_config.NumberColumn("page", format="%d"),
             "text": st.column_config.TextColumn("text", width="large"),
+            "confidence": st.column_config.NumberColumn("confidence", format="%.2f"),
         },
     )
 
-    done = [i for i in shown if i["status"] == "done"]  # this page's: a 20,000-item list is no menu
-    if done:
+    committed = [(item, i) for item, i in zip(on_page, shown, strict=True) if i["status"] != "pending"]
+    if committed:  # this page's: a 20,000-item list is no menu
         pick = st.selectbox(
             "Full text of",
-            done,
-            format_func=lambda i: f"#{i['index']} {i['source']}" + (f" p{i['page']}" if i.get("page") else ""),
+            range(len(committed)),
+            format_func=lambda n: item_detail.label(committed[n][1]) + f" ({committed[n][1]['status']})",
             key=f"full-text-{page_no}",
         )
-        st.code(pick.get("text") or "(no text found)", language=None, wrap_lines=True)
+        item_detail.show(store.job_dir(job.id), *committed[pick or 0], dpi)
 
 
 live(job.status)
+pending = st.session_state.get("confirm")
+if pending and pending[1] == job_id:
+    confirm(*pending)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def export(root: str, job_id: str, fmt: str, stamp: tuple[Any, ...]) -> bytes:
+    """A download, made once per job state (``stamp``): every click gets the same bytes, and a second
+    click never asks for a file that a rerun in between replaced."""
+    return render(store, job_id, fmt)
+
 
 st.subheader("Download")
-cols = st.columns(len(FORMATS))
-for col, fmt in zip(cols, FORMATS, strict=True):
+stamp = (job.status.value, job.state.get("updated_at"), job.state.get("round", 0), store.committed_count(job_id))
+#: Documents besides the tables: the scans with an invisible text layer, and hOCR/ALTO for archives.
+DOCUMENTS = {"pdf": "searchable pdf", "hocr": "hOCR", "alto": "ALTO xml"}
+formats = [*FORMATS, *DOCUMENTS]
+cols = st.columns(len(formats))
+for col, fmt in zip(cols, formats, strict=True):
     col.download_button(
-        f"{fmt}",
-        data=lambda fmt=fmt: render(store, job_id, fmt),
-        file_name=f"{job_id}.{fmt}",
+        DOCUMENTS.get(fmt, fmt),
+        data=lambda fmt=fmt: export(str(store.root), job_id, fmt, stamp),  # made only when clicked
+        file_name=f"{job_id}.{FILE_EXTENSIONS.get(fmt, fmt)}",
         key=f"dl-{fmt}",
         icon=":material/download:",
+        on_click="ignore",  # no rerun: the page (and the file it offers) stays as it was clicked
     )

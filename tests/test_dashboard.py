@@ -88,7 +88,7 @@ def test_job_page_delete_needs_confirmation(store: Store, tmp_path: Path) -> Non
     at = open_page("job_page", id=job_id)
     at.button(key="act-delete").click().run()
     assert store.pending_requests(job_id) == []
-    assert any("Delete job" in w.value for w in at.warning)
+    assert any(f"Delete job {job_id}?" in m.value for m in at.markdown)  # in the dialog
     at.button(key="confirm-yes").click().run()
     assert [r["kind"] for _, r in store.pending_requests(job_id)] == ["delete"]
     assert [t.value for t in at.title] == ["Jobs"]  # back to the list
@@ -109,7 +109,7 @@ def test_submit_page_shows_validation_errors_inline(store: Store, tmp_path: Path
     at = open_page("submit_page")
     at.file_uploader[0].set_value(("scan.png", make_png(tmp_path / "s.png").read_bytes(), "image/png")).run()
     at.selectbox[0].set_value("custom (import path)").run()
-    at.text_input[0].set_value("not a valid path").run()
+    next(t for t in at.text_input if t.label == "Engine import path").set_value("not a valid path").run()
     at.button[0].click().run()
     assert "unknown engine 'not a valid path'" in at.error[0].value
     assert store.list_jobs() == []
@@ -124,7 +124,8 @@ def test_job_page_shows_results_errors_and_downloads(store: Store, tmp_path: Pat
     assert results["preview"].iloc[0].startswith("data:image/png;base64,")
     failed = next(df for df in texts if {"source", "error"} <= set(df.columns))
     assert failed["error"].tolist() == ["model exploded"]
-    assert [b.label for b in at.get("download_button")] == ["json", "csv", "txt", "xlsx"]
+    labels = [b.label for b in at.get("download_button")]
+    assert labels == ["json", "csv", "txt", "xlsx", "searchable pdf", "hOCR", "ALTO xml"]
     at.button[0].click().run()  # retry failed items
     assert [r["kind"] for _, r in store.pending_requests(job_id)] == ["retry"]
 
@@ -146,7 +147,7 @@ def test_health_page_shows_a_live_runner(store: Store) -> None:
     hb = {"id": "box-1-aa", "pid": 1, "host": "elsewhere", "heartbeat_at": time.time(), "workers": []}
     (store.runners_dir / "box-1-aa.json").write_text(json.dumps(hb))
     at = open_page("health_page")
-    assert at.dataframe[0].value["state"].tolist() == ["alive"]
+    assert at.dataframe[0].value["state"].tolist() == ["● alive"]
 
 
 def test_health_page_raises_a_gpu_memory_alert(store: Store) -> None:

@@ -59,7 +59,9 @@ def cache_formula(path: Path, cell: str, value: str, sheet_xml: str = "xl/worksh
     with zipfile.ZipFile(path) as zf:
         parts = {n: zf.read(n) for n in zf.namelist()}
     xml = parts[sheet_xml].decode()
-    xml, n = re.subn(rf'<c r="{cell}"><f>(.*?)</f><v\s*/>', rf'<c r="{cell}" t="str"><f>\1</f><v>{value}</v>', xml)
+    xml, n = re.subn(
+        rf'<c r="{cell}"><f>(.*?)</f>(?:<v\s*/>|<v></v>)', rf'<c r="{cell}" t="str"><f>\1</f><v>{value}</v>', xml
+    )
     assert n == 1, xml
     parts[sheet_xml] = xml.encode()
     with zipfile.ZipFile(path, "w") as zf:
@@ -260,9 +262,8 @@ def test_no_allowed_roots_means_no_absolute_paths(tmp_path: Path, state: Path, m
     png = tmp_path / "x.png"
     png.write_bytes(png_bytes((10, 10)))
     book = make_book(tmp_path / "abs.xlsx", {"S": [["file"], [str(png)]]})
-    job_id = submit_table(Store(state), book, column="file")
-    [item] = Store(state).manifest(job_id)
-    assert "none are configured (an admin sets OCRJOBS_ALLOWED_ROOTS)" in item["error"]
+    with pytest.raises(SubmitError, match=r"none are configured \(an admin sets OCRJOBS_ALLOWED_ROOTS\)"):
+        submit_table(Store(state), book, column="file")  # no row resolves: refused at submit (issue 17: defect 4)
 
 
 def test_formula_cells_use_their_cached_value(tmp_path: Path, state: Path, images: Path) -> None:
@@ -378,10 +379,12 @@ def test_dashboard_previews_a_workbook_and_submits_the_chosen_column(
     xlsx = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
     at.file_uploader[0].set_value([("b.xlsx", book.read_bytes(), xlsx)]).run()
     assert not at.exception, at.exception
-    at.selectbox[1].set_value("Data").run()  # [0] is the engine
-    assert at.selectbox[2].options == ["A  id", "B  file"]
+    by_label = {b.label: b for b in at.selectbox}
+    by_label["Sheet"].set_value("Data").run()
+    column = [b for b in at.selectbox if b.label.startswith("Column")][0]
+    assert column.options == ["A  id", "B  file"]
     assert at.dataframe[0].value["B"].tolist() == ["a.png", "b.png"]
-    at.selectbox[2].set_value("B  file").run()
+    column.set_value("B  file").run()
     at.file_uploader[1].set_value([("z.zip", zpath.read_bytes(), "application/zip")]).run()
     at.button[0].click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]

@@ -110,20 +110,67 @@ def _make(src: Path, item: dict[str, Any], dpi: int) -> bytes:
     return buf.getvalue()
 
 
-def _decode_image(src: Path, page: Any) -> Image.Image:
+def detail_png(
+    job_dir: Path, item: dict[str, Any], dpi: int = config.DEFAULT_DPI, boxes: list[dict[str, Any]] | None = None
+) -> bytes | None:
+    """The item at up to :data:`DETAIL` px with its line boxes drawn over it (never cached: one item
+    at a time, when a user opens it), or None where no preview would be made either."""
+    if item.get("error") or not isinstance(item.get("index"), int):
+        return None
+    try:
+        src = item_path(job_dir, item.get("path"))
+        if not src.is_file():
+            return None
+        if item.get("kind") == "pdf":
+            im, full = _render_pdf(src, item.get("page"), dpi, DETAIL, keep_size=True)
+        else:
+            im, full = _decode_image(src, item.get("page"), DETAIL, keep_size=True)
+    except Exception:  # noqa: BLE001 - refused, damaged or gone: no picture, the text is still shown
+        return None
+    im = im.convert("RGB")
+    if boxes:
+        _draw(im, boxes, full)
+    buf = io.BytesIO()
+    im.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _draw(im: Image.Image, boxes: list[dict[str, Any]], full: tuple[int, int] | None) -> None:
+    """Line boxes (``[[x, y] x4]`` in the engine's pixels: the image's own, or a PDF page's at the job's
+    dpi) scaled onto ``im``, whose full size was ``full``; boxes that do not parse are skipped."""
+    from PIL import ImageDraw
+
+    fx = im.width / full[0] if full else 1.0
+    fy = im.height / full[1] if full else 1.0
+    draw = ImageDraw.Draw(im)
+    for b in boxes[:2000]:
+        try:
+            points = [(float(x) * fx, float(y) * fy) for x, y in b["box"]]
+        except (KeyError, TypeError, ValueError):
+            continue
+        if len(points) >= 3:
+            draw.polygon(points, outline=(230, 40, 40), width=2)
+
+
+#: The largest side of the picture of one item's detail view.
+DETAIL = 1200
+
+
+def _decode_image(src: Path, page: Any, size: int = SIZE, keep_size: bool = False) -> Any:
     with Image.open(src) as im:  # lazy: the header only
         if page:
             im.seek(int(page) - 1)
         _check_pixels(*im.size, "image")  # what the runner refuses, refused before decoding
-        im.draft("RGB", (SIZE, SIZE))  # JPEG: decode at 1/2..1/8 scale; other formats: no-op
+        full = im.size
+        im.draft("RGB", (size, size))  # JPEG: decode at 1/2..1/8 scale; other formats: no-op
         w, h = im.size
         if w * h > THUMB_MAX_PIXELS:
             raise InputError(f"{w}x{h} is above the preview limit (OCRJOBS_THUMB_MAX_PIXELS)")
-        im.thumbnail((SIZE, SIZE))
-        return im.copy()
+        im.thumbnail((size, size))
+        return (im.copy(), full) if keep_size else im.copy()
 
 
-def _render_pdf(src: Path, page: Any, dpi: int) -> Image.Image:
+def _render_pdf(src: Path, page: Any, dpi: int, size: int = SIZE, keep_size: bool = False) -> Any:
     import pypdfium2 as pdfium
 
     doc = pdfium.PdfDocument(str(src))
@@ -133,7 +180,8 @@ def _render_pdf(src: Path, page: Any, dpi: int) -> Image.Image:
         pdf_page = doc[page - 1]
         w_pt, h_pt = pdf_page.get_size()
         _check_pixels(int(w_pt * dpi / 72), int(h_pt * dpi / 72), f"PDF page {page} at {dpi} dpi")
-        scale = min(SIZE / max(w_pt, h_pt, 1.0), 4.0)  # straight at thumbnail size: never a full page
-        return pdf_page.render(scale=scale).to_pil()
+        scale = min(size / max(w_pt, h_pt, 1.0), 4.0)  # straight at the size shown: never a full page
+        im = pdf_page.render(scale=scale).to_pil()
+        return (im, (w_pt * dpi / 72, h_pt * dpi / 72)) if keep_size else im  # the engine's pixels at dpi
     finally:
         doc.close()

@@ -7,8 +7,9 @@ import json
 import os
 import re
 import time
+import unicodedata
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from jobs.engines.allow import check_at_submit
 from jobs.engines.registry import validate_options
 from jobs.errors import EngineError, InputError, SubmitError
 from jobs.intake import excel
+from jobs.intake.column_match import check_column
 from jobs.intake.excel import EXCEL_ERRORS, cell_text
 from jobs.intake.folder import natural_key
 from jobs.intake.folder import scan as folder_scan
@@ -38,6 +40,12 @@ class JobSpec:
     retries: int = config.DEFAULT_RETRIES
     max_attempts: int = config.DEFAULT_MAX_ATTEMPTS
     dpi: int = config.DEFAULT_DPI
+    #: PDF pages: "auto" reads a page's own text layer when it covers the page, else OCRs it;
+    #: "ocr" always OCRs; "text" never does (jobs/intake/textlayer.py). Absent in old jobs: "auto".
+    pdf_text: str = "auto"
+    #: A name to find the job by, and who submitted it (filled with the OS user when left empty).
+    name: str = ""
+    submitted_by: str = ""
 
     def validate(self) -> None:
         try:  # the runner checks again at claim: a job.json written by hand gets no further
@@ -48,6 +56,14 @@ class JobSpec:
             raise SubmitError(f"item timeout must be between 0 and 86400 s, got {self.item_timeout}")
         if not 36 <= self.dpi <= 1200:
             raise SubmitError(f"dpi must be between 36 and 1200, got {self.dpi}")
+        if self.pdf_text not in ("auto", "ocr", "text"):
+            raise SubmitError(
+                f"pdf text must be auto (the text layer where it covers the page, else OCR), ocr or text, "
+                f"got {self.pdf_text!r}"
+            )
+        for label, value, most in (("job name", self.name, 120), ("submitter name", self.submitted_by, 64)):
+            if len(value) > most or any(unicodedata.category(c)[0] == "C" for c in value):
+                raise SubmitError(f"{label} must be at most {most} printable characters, got {value[:40]!r}")
         if not 0 <= self.retries <= 20:
             raise SubmitError(f"retries must be between 0 and 20, got {self.retries}")
         if not 1 <= self.max_attempts <= 100:
@@ -150,6 +166,11 @@ def submit_table(
             "add --images files.zip (paths inside it), or use absolute paths under OCRJOBS_ALLOWED_ROOTS"
         )
     resolver = Resolver(zip_path)
+    try:
+        check_column(selection, resolver)  # a column that names no file is refused now, not row by row
+    except SubmitError:
+        resolver.close()
+        raise
     table: dict[str, Any] = {**selection.spec(), "file": book.name}
 
     def build(tmp: Path) -> list[Item]:
@@ -205,6 +226,9 @@ def _create(
     """Build the job under a temporary name, then rename it into place: a job is whole or absent."""
     spec = spec or JobSpec()
     spec.validate()
+    if not spec.submitted_by.strip():
+        who = perms.current_owner()
+        spec = replace(spec, submitted_by=who["user"] or f"uid {who['uid']}")
     job_id = new_job_id()
     created_at = time.time()
     tmp = store.jobs_dir / f"{TMP_PREFIX}{job_id}"

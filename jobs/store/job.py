@@ -37,6 +37,17 @@ class Job:
         return JobStatus(self.state.get("status", JobStatus.QUEUED))
 
     @property
+    def name(self) -> str:
+        """What the submitter called the job ("" if nothing): shown beside its id, searchable."""
+        return str(self.spec.get("name") or "")
+
+    @property
+    def submitted_by(self) -> str:
+        """Who submitted it, as they gave it: the OS user for the CLI, the name typed at the dashboard
+        (not proof of identity: ``owner`` in job.json, the submitting uid, is what permissions check)."""
+        return str(self.spec.get("submitted_by") or "")
+
+    @property
     def lease(self) -> dict[str, Any] | None:
         return self.state.get("lease")
 
@@ -69,6 +80,8 @@ class Job:
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.id,
+            "name": self.name,
+            "submitted_by": self.submitted_by,
             "status": self.status.value,
             "created_at": self.created_at,
             "updated_at": self.state.get("updated_at", self.created_at),

@@ -91,6 +91,9 @@ def _spec(v: Any) -> bool:
                 "retries": INT,
                 "max_attempts": INT,
                 "dpi": INT,
+                "pdf_text": lambda v: v in ("auto", "ocr", "text"),
+                "name": STR,
+                "submitted_by": STR,
             },
             ("engine", "engine_options", "item_timeout", "retries", "max_attempts", "dpi"),
         )

@@ -119,12 +119,12 @@ def test_a_sheet_of_huge_cells_costs_kilobytes_not_gigabytes(state: Path, tmp_pa
     preview = cli(state, "inspect", str(book), "--json").stdout
     assert len(preview) < 20_000, len(preview)
     images = hostile.images_zip(tmp_path / "images.zip", {"a.png": hostile.png_bytes()})
-    job_id = cli_json(state, "submit", str(book), "--sheet", "Data", "--column", "name", "--images", str(images))["id"]
-    manifest = state / "jobs" / job_id / "manifest.json"
-    assert manifest.stat().st_size < 200_000, manifest.stat().st_size
-    items = json.loads(manifest.read_text())
-    assert len(items) == 300
-    assert "holds more than 4,096 characters: not a file name" in items[0]["error"], items[0]
+    args = ("submit", str(book), "--sheet", "Data", "--column", "name", "--images", str(images))
+    refused = cli(state, *args, check=False)  # no row names a file: refused at submit (issue 17, defect 4)
+    assert refused.returncode == 1 and len(refused.stderr) < 1_000, refused.stderr[:2000]
+    assert "of column A (name) names a file in the images ZIP images.zip" in refused.stderr
+    assert "…': not a file name" in refused.stderr
+    assert not list(state.glob("jobs/*/manifest.json"))  # no job was made
 
 
 def test_inspect_shows_at_most_256_columns_of_a_wide_sheet(state: Path, tmp_path: Path) -> None:

@@ -1,0 +1,116 @@
+"""The Job page's actions and what goes with them: the buttons by status, the confirmation dialog
+for cancel and delete, what happens next after a request, the progress bar in the status's colour,
+and when another runner takes an orphaned job over."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import streamlit as st
+
+from jobs import Job
+from jobs.store.status import JobStatus
+from pages.common import ACTIVE, CSS_COLOR, PAGE_JOBS, STATUS_COLOR, age, get_store, request
+
+DESTRUCTIVE = {"cancel", "delete"}
+
+
+def actions(job: Job) -> None:
+    """The requests a user may make for this job, by its status; cancel and delete ask first, in a dialog."""
+    allowed = {
+        "pause": job.status in ACTIVE,
+        "resume": job.status == JobStatus.PAUSED,
+        "retry": job.status in {JobStatus.FAILED, JobStatus.COMPLETED_WITH_ERRORS, JobStatus.CANCELLED},
+        "cancel": not job.status.is_terminal,
+        "delete": True,
+    }
+    shown = [kind for kind, ok in allowed.items() if ok]
+    cols = st.columns(len(shown) + 3)
+    for col, kind in zip(cols, shown, strict=False):
+        label = "Retry failed items" if kind == "retry" and job.status != JobStatus.CANCELLED else kind.capitalize()
+        if not col.button(label, key=f"act-{kind}"):
+            continue
+        if kind in DESTRUCTIVE:  # the dialog opens in the full run, so a refresh of this fragment keeps it open
+            st.session_state["confirm"] = (kind, job.id)
+            st.rerun(scope="app")
+        elif request(get_store(), job.id, kind):
+            st.session_state["done_action"] = (kind, job.id, job.status)
+    done = st.session_state.get("done_action")
+    if done and done[1] == job.id and done[2] == job.status:  # until the runner applies it
+        st.success(WHAT_NEXT[done[0]])
+
+
+#: What a user is told after asking, until the job's status changes.
+WHAT_NEXT = {
+    "pause": "Pause requested: the runner stops after the items in flight; Resume continues from there.",
+    "resume": "Resume requested: the job goes back to the queue and continues after its last committed item.",
+    "retry": "Retry requested: the failed, timed-out and unfinished items go back to the queue; done ones are kept.",
+}
+
+
+def _dismiss() -> None:
+    st.session_state["confirm"] = None
+
+
+@st.dialog("Please confirm", on_dismiss=_dismiss)
+def confirm(kind: str, job_id: str) -> None:
+    """Cancel or delete, asked in a modal that closes with the answer (a full rerun)."""
+    what = {
+        "cancel": "Its items not yet done stay pending; the results so far are kept.",
+        "delete": "Its files and results are removed; this cannot be undone.",
+    }[kind]
+    st.markdown(f"**{kind.capitalize()} job {job_id}?** {what}")
+    yes, no = st.columns(2)
+    if yes.button(f"Yes, {kind}", key="confirm-yes", type="primary", width="stretch"):
+        st.session_state["confirm"] = None
+        if request(get_store(), job_id, kind) and kind == "delete":
+            st.session_state["flash"] = f"delete requested for {job_id}: a runner removes it"
+            st.switch_page(PAGE_JOBS)
+        st.rerun()
+    if no.button("No", key="confirm-no", width="stretch"):
+        st.session_state["confirm"] = None
+        st.rerun()
+
+
+def progress_bar(job: Job, percent: float, text: str) -> None:
+    """st.progress in the status's colour (red only for a failed job): a CSS rule for a keyed container."""
+    color = STATUS_COLOR[job.status]
+    with st.container(key=f"progress-{color}"):
+        st.progress(percent / 100, text=text)
+    st.html(
+        f"<style>.st-key-progress-{color} [data-testid='stProgressBarTrack'] > div"
+        f"{{background-color: {CSS_COLOR[color]};}}</style>"
+    )
+
+
+def takeover(evidence: dict[str, Any], lease_s: float) -> str:
+    """When another runner takes an orphaned job over: a runner takes a lease it has seen unchanged for
+    one lease period (jobs/store/lease_watch.py), and only while it has no job of its own."""
+    alive, idle = evidence.get("runners_alive", 0), evidence.get("runners_idle", 0)
+    if not alive:
+        return f"No runner is running: the next one started takes it over within {lease_s:.0f} s and resumes it."
+    if idle:
+        return f"An idle runner takes it over within {lease_s:.0f} s of first seeing the expired lease."
+    return f"All {alive} runner(s) are busy with other jobs: the first to finish takes this one over."
+
+
+def when(ts: Any) -> str | None:
+    """A time with its date and zone (the server's), e.g. ``2026-12-01 10:55:06 CET``."""
+    if not isinstance(ts, int | float) or ts <= 0:
+        return None
+    return time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(ts))
+
+
+def times(job: Job) -> str:
+    """Submitted, started, finished and how long it took, for the line under the job's heading."""
+    started, finished = job.state.get("started_at"), job.state.get("finished_at")
+    by = f" by {job.submitted_by}" if job.submitted_by else ""
+    parts = [f"submitted{by} {when(job.created_at)}"]
+    if when(started):
+        parts.append(f"started {when(started)}")
+    if when(finished):
+        parts.append(f"finished {when(finished)}")
+        if isinstance(started, int | float):
+            parts.append(f"took {age(finished - started)}")
+    return " · ".join(parts)
