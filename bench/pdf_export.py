@@ -158,6 +158,13 @@ def measure(work: Path, pages: int) -> list[Row]:
     return rows
 
 
+def section(work: Path, quick: bool = False) -> str:
+    """For bench/report.py (which writes the part marker itself): 40 pages with --quick, else 200."""
+    pages = 40 if quick else 200
+    t0 = time.monotonic()
+    return report(measure(work, pages), pages, time.monotonic() - t0).split("\n", 1)[1]
+
+
 def report(rows: list[Row], pages: int, took: float) -> str:
     return (
         f"<!-- part: pdf_export took={took:.0f} -->\n## Searchable PDF export: {pages} pages\n\n"

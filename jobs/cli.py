@@ -21,7 +21,7 @@ from jobs.ops.terminal import safe
 from jobs.store.status import TERMINAL, JobStatus
 from jobs.store.store import Job, Store
 
-EXPORT_FORMATS = ("json", "csv", "txt", "xlsx")
+EXPORT_FORMATS = ("json", "csv", "txt", "xlsx", "pdf", "hocr", "alto")
 _MAX_ITEM_TIMEOUT_S = 24 * 3600  # the rule JobSpec enforces (jobs/intake/submit.py)
 #: The job states in which a request would do nothing: refused instead of saying "requested".
 _NOTHING_TO_DO: dict[str, frozenset[JobStatus]] = {
@@ -70,10 +70,20 @@ def _parser() -> argparse.ArgumentParser:
     hf.add_argument("--batch-size", metavar="N|auto", help="images per batch (default auto: grows while memory allows)")
     hf.add_argument("--max-new-tokens", type=int, metavar="N", help="longest text generated per image")
     hf.add_argument("--trust-remote-code", action="store_true", help="allow models that ship their own code")
+    hf.add_argument("--task", help="what the model reads out: ocr (default), markdown, grounding, table, formula...")
+    hf.add_argument("--prompt", metavar="TEXT", help="the instruction sent instead of the family's task prompt")
     hf.add_argument("--device", choices=("auto", "cpu", "cuda"), help="where the model runs (default auto)")
+    s.add_argument("--name", default="", help="a name to find the job by (shown beside its id)")
     s.add_argument("--priority", type=int, default=config.DEFAULT_PRIORITY, help="higher runs first")
     s.add_argument("--item-timeout", type=float, default=config.DEFAULT_ITEM_TIMEOUT_S, metavar="S")
     s.add_argument("--dpi", type=int, default=config.DEFAULT_DPI, help="PDF render resolution")
+    s.add_argument(
+        "--pdf-text",
+        choices=("auto", "ocr", "text"),
+        default="auto",
+        help="PDF pages: auto reads a page's own text layer when it covers the page, else OCRs it; "
+        "ocr always OCRs; text never OCRs a PDF page (default auto)",
+    )
     s.add_argument("--retries", type=int, default=config.DEFAULT_RETRIES, help="retries of a failing item")
     s.add_argument(
         "--max-attempts",
@@ -83,7 +93,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--wait", action="store_true", help="show progress; exit 0 only if the job succeeds")
 
-    sub.add_parser("list", parents=[common], help="list jobs")
+    ls = sub.add_parser("list", parents=[common], help="list jobs")
+    ls.add_argument("--name", metavar="TEXT", help="only jobs whose name contains TEXT (any case)")
+    ls.add_argument("--by", metavar="WHO", help="only jobs submitted by WHO")
     for name, text in (
         ("show", "show one job"),
         ("cancel", "cancel a job"),
@@ -105,9 +117,15 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument(
         "--format",
         choices=EXPORT_FORMATS,
-        help="default: from the output's extension (.json .csv .txt .xlsx), else json",
+        help="default: from the output's extension (.json .csv .txt .xlsx .pdf .hocr, .xml for alto), else json; "
+        "pdf: the inputs as a searchable PDF (an invisible text layer on OCR'd pages)",
     )
     e.add_argument("-o", "--output", required=True, metavar="PATH", help="file to write, or - for stdout")
+    e.add_argument(
+        "--split",
+        action="store_true",
+        help="pdf: one PDF per source, hocr/alto: one file per item, into the new folder -o names",
+    )
     i = sub.add_parser("inspect", parents=[common], help="a workbook's sheets, columns and first rows")
     i.add_argument("file", metavar="FILE")
     i.add_argument("--header-row", type=int, default=1, metavar="N", help="header row (0: none)")
@@ -119,6 +137,11 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--group", required=True, help="the team: the users (group name or gid) who may submit")
     f.add_argument("--owner", help="the runner's user (default: you); run as root to give the folder away")
     f.add_argument("--service-group", help="group of the runners and the dashboard (default: the owner's group)")
+    q = sub.add_parser("search", parents=[common], help="find items by their text, across all jobs")
+    q.add_argument("query", metavar="TEXT", help="words that must all occur (any case; Chinese too)")
+    q.add_argument("--job", metavar="ID", help="only this job's items")
+    q.add_argument("--limit", type=int, default=20, metavar="N", help="most hits shown (default 20)")
+    sub.add_parser("reindex", parents=[common], help="rebuild the search index from the result files")
     return p
 
 
@@ -143,6 +166,8 @@ def _hf_options(args: argparse.Namespace) -> dict[str, Any]:
         "max_new_tokens": args.max_new_tokens,
         "trust_remote_code": True if args.trust_remote_code else None,
         "device": args.device,
+        "task": args.task,
+        "prompt": args.prompt,
     }
     out = {k: v for k, v in given.items() if v is not None}
     if out and args.engine != "transformers":
@@ -165,9 +190,11 @@ def _print(args: argparse.Namespace, data: Any, text: str) -> None:
 
 def _summary(job: Job) -> str:
     p = job.progress()
+    named = f"  {safe(job.name)!r}" if job.name else ""
+    by = f"  by {safe(job.submitted_by)}" if job.submitted_by else ""
     return (
         f"{job.id}  {job.status.value:<21} {p['committed']:>5}/{p['total']:<5} "
-        f"done {p['done']} failed {p['failed']} timed out {p['timed_out']}  engine {job.spec.get('engine')}"
+        f"done {p['done']} failed {p['failed']} timed out {p['timed_out']}  engine {job.spec.get('engine')}{by}{named}"
     )
 
 
@@ -189,6 +216,8 @@ def cmd_submit(store: Store, args: argparse.Namespace) -> int:
         retries=args.retries,
         max_attempts=args.max_attempts,
         dpi=args.dpi,
+        pdf_text=args.pdf_text,
+        name=args.name.strip(),
     )
     job_id = submit_any(
         store,
@@ -233,12 +262,18 @@ def _wait(store: Store, job_id: str, quiet: bool) -> int:
 
 def cmd_list(store: Store, args: argparse.Namespace) -> int:
     jobs = store.list_jobs()
+    if args.name:
+        jobs = [j for j in jobs if args.name.lower() in j.name.lower()]
+    if args.by:
+        jobs = [j for j in jobs if j.submitted_by == args.by]
     text = "\n".join(_summary(j) for j in jobs) if jobs else f"no jobs in {store.root}"
     _print(args, [j.to_dict() for j in jobs], text)
     return 0
 
 
 def cmd_show(store: Store, args: argparse.Namespace) -> int:
+    from jobs.exports.results import count_truncated, truncation_warning
+
     job = store.get(args.job_id)
     data = job.to_dict()
     data["requests_pending"] = [r["kind"] for _, r in store.pending_requests(job.id)]
@@ -253,12 +288,16 @@ def cmd_show(store: Store, args: argparse.Namespace) -> int:
         except OcrJobsError as e:
             items = []
             lines.append(f"items unreadable: {e}")
+        truncated: dict[str, int] = {}
         for item in items:
+            count_truncated(truncated, item)
             if item["status"] in ("failed", "timed_out"):
                 lines.append(
                     f"  #{item['index']} {safe(item['source'])} p{item.get('page') or '-'}: {item['status']}: "
                     f"{safe((item.get('error') or {}).get('message'))}"
                 )
+        if warning := truncation_warning(truncated):  # done, but their text is incomplete
+            lines.insert(1, f"warning: {warning}")
     _print(args, data, "\n".join(lines))
     return 0
 
@@ -284,6 +323,8 @@ def cmd_export(store: Store, args: argparse.Namespace) -> int:
     from jobs.exports.export import write
 
     fmt = _export_format(args.format, args.output)
+    if args.split and args.output == "-":
+        raise OcrJobsError("--split writes a folder of files: give -o a folder name, not -")
     if args.output == "-":  # stdout gets the export's bytes and nothing else
         with tempfile.TemporaryDirectory(prefix="ocrjobs-export-") as tmp:
             summary = write(store, args.job_id, fmt, Path(tmp) / f"export.{fmt}")
@@ -292,17 +333,20 @@ def cmd_export(store: Store, args: argparse.Namespace) -> int:
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
     else:
-        summary = write(store, args.job_id, fmt, Path(args.output))
+        summary = write(store, args.job_id, fmt, Path(args.output), split=args.split)
         _print(args, {"id": args.job_id, **summary.to_dict()}, f"wrote {summary.path}")
     if summary.note():
         print(f"note: {summary.note()}", file=sys.stderr)
+    if summary.warning():
+        print(f"warning: {summary.warning()}", file=sys.stderr)
     return 0
 
 
 def _export_format(given: str | None, output: str) -> str:
     """--format if given, else the output's extension; json when neither says (stdout, no or unknown extension)."""
     ext = Path(output).suffix.lower().lstrip(".") if output != "-" else ""
-    implied = ext if ext in EXPORT_FORMATS else None
+    named = {"xml": "alto"}.get(ext, ext)  # ALTO files end in .xml
+    implied = named if named in EXPORT_FORMATS else None
     if given and implied and given != implied:
         raise OcrJobsError(f"--format {given} disagrees with the output's extension .{ext}; make them match")
     return given or implied or "json"
@@ -349,6 +393,39 @@ def cmd_diagnose(store: Store, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_search(store: Store, args: argparse.Namespace) -> int:
+    from jobs.store.search import search
+
+    found = search(store, args.query, args.job, args.limit)
+    for note in found.notes:
+        print(f"note: {safe(note)}", file=sys.stderr)
+    bold = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    on, off = ("\x1b[1m", "\x1b[0m") if bold else ("**", "**")
+    lines = []
+    for h in found.hits:
+        snip, at = "", 0
+        for start, end in h.highlights:  # each piece made safe apart, so a marker can never be forged
+            snip += safe(h.snippet[at:start]) + on + safe(h.snippet[start:end]) + off
+            at = end
+        snip += safe(h.snippet[at:])
+        name = f" ({safe(h.job_name)})" if h.job_name else ""
+        page = f" p{h.page}" if h.page is not None else ""
+        lines.append(f"{h.job_id}{name} #{h.item} {safe(h.source)}{page}: {snip}")
+    text = "\n".join(lines) if lines else f"no item matches {safe(args.query)!r}"
+    _print(args, found.to_dict(), text)
+    return 0
+
+
+def cmd_reindex(store: Store, args: argparse.Namespace) -> int:
+    from jobs.store.search import reindex
+
+    done = reindex(store)
+    for note in done["notes"]:
+        print(f"note: {safe(note)}", file=sys.stderr)
+    _print(args, done, f"search index rebuilt: {done['items']} items of {done['jobs']} jobs in {done['path']}")
+    return 0
+
+
 COMMANDS = {
     "submit": cmd_submit,
     "list": cmd_list,
@@ -363,6 +440,8 @@ COMMANDS = {
     "health": cmd_health,
     "diagnose": cmd_diagnose,
     "init-folder": cmd_init_folder,
+    "search": cmd_search,
+    "reindex": cmd_reindex,
 }
 
 
