@@ -107,6 +107,11 @@ PARTS: dict[str, tuple[str, Part]] = {
     "ray_bench": ("Ray executor", external("ray_bench")),
     "throughput": ("Throughput: ocrjobs vs a plain rapidocr loop", _throughput),
     "quality": ("Quality: CER by engine and subset", _quality),
+    "real_docs": ("Real documents: the default engine beside plain Tesseract and RapidOCR", external("real_docs")),
+    "hf_confidence": ("Confidence memory: transformers engine", external("hf_confidence")),
+    "pdf_text": ("PDF text layer: digital pages read from the PDF vs rendered and OCR'd", external("pdf_text")),
+    "pdf_export": ("Searchable PDF export", external("pdf_export")),
+    "search": ("Search across jobs", external("search")),
 }
 
 

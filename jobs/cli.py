@@ -402,12 +402,16 @@ def cmd_search(store: Store, args: argparse.Namespace) -> int:
     bold = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
     on, off = ("\x1b[1m", "\x1b[0m") if bold else ("**", "**")
     lines = []
+
+    def piece(text: str) -> str:  # a snippet's line breaks read as " / " on one output line
+        return safe(text.replace("\r\n", "\n").replace("\n", " / "))
+
     for h in found.hits:
         snip, at = "", 0
         for start, end in h.highlights:  # each piece made safe apart, so a marker can never be forged
-            snip += safe(h.snippet[at:start]) + on + safe(h.snippet[start:end]) + off
+            snip += piece(h.snippet[at:start]) + on + piece(h.snippet[start:end]) + off
             at = end
-        snip += safe(h.snippet[at:])
+        snip += piece(h.snippet[at:])
         name = f" ({safe(h.job_name)})" if h.job_name else ""
         page = f" p{h.page}" if h.page is not None else ""
         lines.append(f"{h.job_id}{name} #{h.item} {safe(h.source)}{page}: {snip}")

@@ -238,6 +238,7 @@ def results_section(job: Job) -> None:
                 "status": i["status"].replace("_", " "),
                 "text": i.get("text"),
                 "confidence": i.get("confidence"),
+                "read by": {"text-layer": "PDF text", "ocr": "OCR"}.get(i.get("method") or "", None),
             }
             for item, i in zip(on_page, shown, strict=True)
         ],
@@ -249,6 +250,9 @@ def results_section(job: Job) -> None:
             "page": st.column_config.NumberColumn("page", format="%d"),
             "text": st.column_config.TextColumn("text", width="large"),
             "confidence": st.column_config.NumberColumn("confidence", format="%.2f"),
+            "read by": st.column_config.TextColumn(
+                "read by", help="PDF text: the page's own text layer (exact, no OCR); OCR: recognised from the image"
+            ),
         },
     )
 

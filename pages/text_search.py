@@ -34,8 +34,9 @@ def box(store: Store) -> None:
     """A search field; below it, up to ``LIMIT`` hits linking to their job's page."""
     if "f-text" not in st.session_state:
         st.session_state["f-text"] = st.query_params.get("text", "")[:200]
+    st.subheader("Search inside the recognised text", anchor=False)
     query = st.text_input(
-        "Search inside the recognised text",
+        "Words to find",
         placeholder="e.g. invoice 4711 (any language; all words must occur)",
         key="f-text",
     ).strip()
@@ -59,6 +60,6 @@ def box(store: Store) -> None:
     for hit in found.hits:
         where = f"{hit.source}" + (f" p{hit.page}" if hit.page else "") + f" · item {hit.item}"
         name = f"{hit.job_name} · " if hit.job_name else ""
-        c1, c2 = st.columns([1, 3])
+        c1, c2 = st.columns([2, 3])
         c1.page_link(PAGE_JOB, label=md_text(f"{name}{hit.job_id}", 160), query_params={"id": hit.job_id})
         c2.markdown(f"{md_text(where, 300)}  \n{snippet(hit)}")

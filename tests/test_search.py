@@ -202,7 +202,7 @@ def test_past_the_rank_cap_hits_come_newest_first(
     two_jobs: tuple[Store, str, str], tmp_path: Path, monkeypatch
 ) -> None:
     store, en, zh = two_jobs
-    monkeypatch.setattr(search, "RANK_CAP", 1)
+    monkeypatch.setattr("jobs.store.search_query.RANK_CAP", 1)
     found = search.search(store, "4711")
     assert {(h.job_id, h.item, h.score) for h in found.hits} == {(zh, 0, None), (en, 0, None)}
     assert any("newest first" in n for n in found.notes)
@@ -219,7 +219,7 @@ def test_a_user_who_cannot_open_the_index_still_finds_their_items(
     def refused(root: Path) -> Path:
         raise PermissionError(13, "Permission denied", str(root / "search"))
 
-    monkeypatch.setattr(search, "_prepare_dir", refused)  # a team member outside the runners' group
+    monkeypatch.setattr("jobs.store.search_index._prepare_dir", refused)  # a team member outside the runners' group
     found = search.search(store, "4711")
     assert {(h.job_id, h.item) for h in found.hits} == {(en, 0), (zh, 0)}
     assert any("cannot open the search index" in n for n in found.notes)
