@@ -112,6 +112,9 @@ def _parser() -> argparse.ArgumentParser:
                 action="store_true",
                 help="continue a job paused because its engine or model changed since it started",
             )
+    pr = sub.add_parser("priority", parents=[common], help="change where a waiting job stands in the queue")
+    pr.add_argument("job_id", metavar="ID")
+    pr.add_argument("priority", type=int, metavar="N", help="the new priority (higher runs first)")
     e = sub.add_parser("export", parents=[common], help="write a job's results to a file")
     e.add_argument("job_id", metavar="ID")
     e.add_argument(
@@ -302,6 +305,19 @@ def cmd_show(store: Store, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_priority(store: Store, args: argparse.Namespace) -> int:
+    job = store.get(args.job_id)
+    if job.status.is_terminal:
+        raise OcrJobsError(f"job {args.job_id} is {job.status.value}: it waits in no queue, no request made")
+    store.request(args.job_id, "priority", priority=args.priority)
+    _print(
+        args,
+        {"id": args.job_id, "requested": "priority", "priority": args.priority},
+        f"priority {args.priority} requested for {args.job_id} (now {job.priority}); a runner applies it shortly",
+    )
+    return 0
+
+
 def cmd_request(store: Store, args: argparse.Namespace) -> int:
     extra = {"accept_engine_change": True} if getattr(args, "accept_engine_change", False) else {}
     if args.command in _NOTHING_TO_DO:  # not delete: a damaged job (no status to read) may still be deleted
@@ -439,6 +455,7 @@ COMMANDS = {
     "resume": cmd_request,
     "retry": cmd_request,
     "delete": cmd_request,
+    "priority": cmd_priority,
     "export": cmd_export,
     "inspect": cmd_inspect,
     "health": cmd_health,

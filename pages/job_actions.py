@@ -39,6 +39,35 @@ def actions(job: Job) -> None:
     done = st.session_state.get("done_action")
     if done and done[1] == job.id and done[2] == job.status:  # until the runner applies it
         st.success(WHAT_NEXT[done[0]])
+    if job.status in (JobStatus.QUEUED, JobStatus.PAUSED):
+        priority_control(job)
+
+
+def queue_place(job: Job, jobs: list[Job]) -> int | None:
+    """Where a queued job waits: runners claim by priority (higher first), then the oldest."""
+    waiting = sorted((j for j in jobs if j.status == JobStatus.QUEUED), key=lambda j: (-j.priority, j.created_at))
+    return next((n for n, j in enumerate(waiting, 1) if j.id == job.id), None)
+
+
+def priority_control(job: Job) -> None:
+    """A waiting job's place in the queue and a way to move it: a priority request the runner applies."""
+    from jobs.errors import OcrJobsError
+    from pages.literal import md_text
+
+    store = get_store()
+    place = queue_place(job, store.list_jobs())
+    c1, c2, c3 = st.columns([1, 1, 2], vertical_alignment="bottom")
+    new = c1.number_input("Priority (higher runs first)", value=job.priority, step=1, key=f"prio-{job.id}")
+    if c2.button("Change priority", key="act-priority", disabled=int(new) == job.priority):
+        try:
+            store.request(job.id, "priority", priority=int(new))
+        except OcrJobsError as e:
+            st.error(md_text(str(e)))
+        else:
+            st.toast(
+                f"priority {int(new)} requested for {job.id}: a runner applies it within a second or two", icon="✅"
+            )
+    c3.caption(f"#{place} in the queue" if place else "paused: not in the queue until resumed")
 
 
 #: What a user is told after asking, until the job's status changes.

@@ -50,6 +50,10 @@ class Drain:
                 self.start(JobStatus.CANCELLED, [], soft=True)
             elif kind == "pause" and (self.state is None or self.state[0] == JobStatus.QUEUED):
                 self.start(JobStatus.PAUSED, [path])
+            elif kind == "priority" and type(req.get("priority")) is int:  # kept with the next state write
+                claim.state["priority"] = req["priority"]
+                log_event(self.store, claim.job_id, "request_priority", priority=req["priority"])
+                path.unlink(missing_ok=True)
             else:
                 log_event(self.store, claim.job_id, "request_ignored", kind=kind, status="running")
                 path.unlink(missing_ok=True)

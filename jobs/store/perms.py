@@ -30,6 +30,7 @@ class Folder(Protocol):
 
     def job_dir(self, job_id: str) -> Path: ...
 
+
 log = logging.getLogger(__name__)
 
 #: The runner's umask in a shared folder: what it creates stays writable by the team's group (the

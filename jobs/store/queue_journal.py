@@ -42,6 +42,7 @@ class Folder(Protocol):
 
     def get(self, job_id: str) -> Job: ...
 
+
 log = logging.getLogger(__name__)
 
 NAME = "queue.jsonl"
@@ -146,7 +147,7 @@ class QueueIndex:
         self.store = store
         self.tail = Tail(store.root)
         self.heap: list[tuple[int, float, str]] = []
-        self.queued: set[str] = set()
+        self.queued: dict[str, int] = {}  # job -> the priority its live heap entry has
         self.running: set[str] = set()
         self.damaged: set[str] = set()  # jobs skipped as damaged, logged once
         self.next_rescan = 0.0
@@ -154,17 +155,19 @@ class QueueIndex:
         self.mutex = threading.RLock()
 
     def push(self, job_id: str, priority: int, created_at: float) -> None:
-        if job_id not in self.queued:
-            self.queued.add(job_id)
+        """A candidate; pushed again with a changed priority, the older entry goes stale (skipped by pop)."""
+        if self.queued.get(job_id) != priority:
+            self.queued[job_id] = priority
             heapq.heappush(self.heap, (-priority, created_at, job_id))
 
     def pop(self) -> tuple[int, float, str] | None:
         """The best candidate as (-priority, created_at, id), taken off the heap."""
-        if not self.heap:
-            return None
-        top = heapq.heappop(self.heap)
-        self.queued.discard(top[2])
-        return top
+        while self.heap:
+            top = heapq.heappop(self.heap)
+            if self.queued.get(top[2]) == -top[0]:
+                del self.queued[top[2]]
+                return top
+        return None
 
     def rescan_if_due(self) -> None:
         if time.monotonic() >= self.next_rescan:

@@ -83,6 +83,8 @@ def _refused(store: Store, path: Path, job_id: str, req: dict[str, Any]) -> bool
 def apply_one(store: Store, job_id: str, state: dict[str, Any], req: dict[str, Any]) -> bool:
     """Apply one request to a job nobody is running. Caller holds the job lock."""
     kind = req.get("kind")
+    if kind == "priority":
+        return _reprioritise(store, job_id, state, req)
     target = TARGET.get(str(kind))
     current = JobStatus(state.get("status", JobStatus.QUEUED))
     if target is None or not can_transition(current, target) or (kind == "resume" and current != JobStatus.PAUSED):
@@ -103,6 +105,19 @@ def apply_one(store: Store, job_id: str, state: dict[str, Any], req: dict[str, A
             state["engine_change_accepted"] = True
     write_state(store, job_id, state)
     log_event(store, job_id, f"request_{kind}", status=target.value)
+    return True
+
+
+def _reprioritise(store: Store, job_id: str, state: dict[str, Any], req: dict[str, Any]) -> bool:
+    """A new priority: where the job now waits in the queue (the journal carries it to every claimer)."""
+    current = JobStatus(state.get("status", JobStatus.QUEUED))
+    value = req.get("priority")
+    if current.is_terminal or type(value) is not int:
+        log_event(store, job_id, "request_ignored", kind="priority", status=current.value)
+        return False
+    state["priority"] = value
+    write_state(store, job_id, state)
+    log_event(store, job_id, "request_priority", priority=value)
     return True
 
 

@@ -132,6 +132,7 @@ def check_state(obj: Any) -> str | None:
             "attempts": INT,
             "lost_runners": INT,
             "round": INT,
+            "priority": INT,
             "progress": _counts,
             "run": _run,
             "item_crashes": DICT,
@@ -157,7 +158,7 @@ def check_result(obj: Any) -> str | None:
 
 
 def check_request(obj: Any) -> str | None:
-    return _fields(obj, {"job_id": STR, "kind": STR}, {"at": NUM})
+    return _fields(obj, {"job_id": STR, "kind": STR}, {"at": NUM, "priority": INT})
 
 
 def _worker(v: Any) -> bool:

@@ -32,7 +32,9 @@ log = logging.getLogger(__name__)
 CHECK_ROUNDS = 20
 CHECK_MIN = 256
 _Locked = Locked  # its old name here: tests/chaos/test_claimers.py times the store lock through it
-REQUEST_KINDS = ("cancel", "pause", "resume", "retry", "delete")
+REQUEST_KINDS = ("cancel", "pause", "resume", "retry", "delete", "priority")
+#: A job's priority, at submit or changed later: higher runs first.
+PRIORITY_RANGE = (-1_000_000, 1_000_000)
 #: How much of a job's events.jsonl a page view or a diagnosis reads, from its end.
 EVENTS_TAIL_BYTES = 1 << 20
 
@@ -154,7 +156,9 @@ class Store:
             self.damaged.pop(job_id, None)
             self._submissions[job_id] = sub
         state = self._read_state(job_id, Path(base + "state.json")) if key is not None or force else {}
-        job = Job(sub.id, sub.created_at, sub.priority, sub.spec, sub.total, state, sub.inputs)
+        changed = state.get("priority")  # set by a priority request (jobs/store/requests.py)
+        priority = changed if type(changed) is int else sub.priority
+        job = Job(sub.id, sub.created_at, priority, sub.spec, sub.total, state, sub.inputs)
         self._cache[job_id] = (key, job)
         return job
 
@@ -381,6 +385,11 @@ class Store:
         """Ask the runners to cancel/pause/resume/retry/delete a job; applied at the next item boundary."""
         if kind not in REQUEST_KINDS:
             raise SubmitError(f"unknown request {kind!r}; use one of {', '.join(REQUEST_KINDS)}")
+        if kind == "priority":
+            value = extra.get("priority")
+            low, high = PRIORITY_RANGE
+            if type(value) is not int or not low <= value <= high:
+                raise SubmitError(f"a priority is a whole number from {low} to {high}, got {value!r}")
         perms.check_may_request(self, job_id, kind)
         try:
             self.get(job_id)
