@@ -52,7 +52,8 @@ def test_job_page_shows_status_words_blank_cells_and_a_coloured_bar(store: Store
     at = open_page("job_page", id=job_id)
     assert at.subheader[0].value == f"{job_id} · completed with errors"
     when = at.caption[0].value  # submitted, started, finished with date and zone, and how long it took
-    assert re.fullmatch(r"submitted by \S+ \S+ \S+ \w+ · started \S+ \S+ \w+ · finished \S+ \S+ \w+ · took \d+ s", when), when
+    pattern = r"submitted by \S+ \S+ \S+ \w+ · started \S+ \S+ \w+ · finished \S+ \S+ \w+ · took \d+ s"
+    assert re.fullmatch(pattern, when), when
     results = at.dataframe[-1]
     assert results.value["status"].tolist() == ["done", "failed"] and results.proto.placeholder == ""
     assert column_config(at)["page"]["type_config"]["format"] == "%d"

@@ -94,7 +94,9 @@ def test_a_type_error_fails_the_job_only_before_the_engine_has_worked() -> None:
 
 
 @pytest.mark.slow
-def test_the_prefetch_thread_lets_the_engine_prepare_the_next_task(state: Path, tmp_path: Path, runners: Runners) -> None:
+def test_the_prefetch_thread_lets_the_engine_prepare_the_next_task(
+    state: Path, tmp_path: Path, runners: Runners
+) -> None:
     """An engine with the optional ``prepare(images)`` gets each next task's images on the worker's prefetch
     thread while it still recognises the task before; the first task (engine not loaded yet) goes without."""
     job_id = cli_json(
