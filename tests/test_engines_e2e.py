@@ -77,7 +77,7 @@ def test_english(jobs_done: dict[str, Any], engine: str) -> None:
     measured = f"{engine}: CER {score:.3f}, without spaces {no_spaces:.3f}; text {row['text']!r}"
     print(measured)
     assert 0.5 <= row["confidence"] <= 1.0 and row["device"] == "cpu", row
-    assert len(row["text"].splitlines()) == len(ENGLISH), measured
+    assert len([line for line in row["text"].splitlines() if line.strip()]) == len(ENGLISH), measured  # + blank lines
     if engine == "rapid":  # its Chinese recogniser may run English words together
         assert no_spaces <= 0.05, measured
     else:

@@ -119,7 +119,8 @@ def test_english(ocr_rows: dict[str, dict[str, Any]], key: str) -> None:
     measured = f"{key}: CER without spaces {no_spaces:.3f}, with spaces {with_spaces:.3f}; text {row['text']!r}"
     print(measured)
     assert no_spaces <= 0.05 and with_spaces <= 0.15, measured
-    assert len(row["text"].splitlines()) == len(ENGLISH), f"one output line per printed line: {measured}"
+    printed = [line for line in row["text"].splitlines() if line.strip()]  # a blank line ends a paragraph
+    assert len(printed) == len(ENGLISH), f"one output line per printed line: {measured}"
 
 
 @pytest.mark.parametrize("key", ["chinese", "pdf-chinese"])

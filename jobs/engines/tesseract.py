@@ -3,9 +3,13 @@ faster than RapidOCR on English (measured in bench/RESULTS.md).
 
 Options: ``lang`` (``en``, ``zh``, ``auto`` = chi_sim+eng, or Tesseract codes like ``eng+deu``),
 ``psm`` (a Tesseract page segmentation mode; by default automatic layout, retried as one
-uniform block when layout analysis finds nothing, is unsure, or cuts lines into side-by-side
-pieces, as it does on Chinese pages), ``min_confidence`` (0-100, below it the retry runs;
-default 60) and ``variables`` (Tesseract parameters, e.g. ``{"tessedit_char_whitelist": "0123456789"}``).
+uniform block when layout analysis finds nothing, is unsure, or, with a CJK language, cuts lines
+into side-by-side pieces, as it does on Chinese pages; Latin-only languages keep side-by-side
+lines, which are columns), ``min_confidence`` (0-100, below it the retry runs; default 60) and
+``variables`` (Tesseract parameters, e.g. ``{"tessedit_char_whitelist": "0123456789"}``).
+
+Page layout analysis gives blocks and paragraphs in reading order (a column is read to its end
+before the next); the text keeps a paragraph break as a blank line.
 """
 
 from __future__ import annotations
@@ -41,22 +45,33 @@ class TessReader:
                 raise EngineError(f"tesseract: unknown Tesseract variable {key!r}")
 
     def page(self, image: Image.Image, psm: int = PSM_AUTO) -> tuple[list[dict[str, Any]], float]:
-        """Lines in Tesseract's reading order, each with its box, and the mean word confidence (0-1)."""
+        """Lines in Tesseract's reading order, each with its box, and the mean word confidence (0-1).
+
+        A line that starts a paragraph (or a block: a column, a header, a code block) carries
+        ``"para": True``; :func:`page_text` turns that into a blank line, and drops the key."""
         from tesserocr import RIL, iterate_level
 
         self._api.SetPageSegMode(psm)
         self._api.SetImage(_plain(image))
         self._api.Recognize()
         lines = []
+        pending = False  # a paragraph began on a line that read as nothing: the next line opens it
         it = self._api.GetIterator()
         for r in iterate_level(it, RIL.TEXTLINE) if it is not None else ():
             text = tidy_cjk(" ".join((r.GetUTF8Text(RIL.TEXTLINE) or "").split()))
             box = r.BoundingBox(RIL.TEXTLINE)
+            pending = pending or r.IsAtBeginningOf(RIL.PARA) or r.IsAtBeginningOf(RIL.BLOCK)
             if text and box:
                 x1, y1, x2, y2 = (float(v) for v in box)
                 quad = [[x1, y1], [x2, y1], [x2, y2], [x1, y2]]
-                lines.append({"box": quad, "text": text, "confidence": r.Confidence(RIL.TEXTLINE) / 100})
+                conf = r.Confidence(RIL.TEXTLINE) / 100
+                lines.append({"box": quad, "text": text, "confidence": conf, "para": pending})
+                pending = False
         return lines, (self._api.MeanTextConf() / 100 if lines else 0.0)
+
+    def word_confidences(self) -> list[int]:
+        """The last reading's word confidences (0-100), in reading order."""
+        return list(self._api.AllWordConfidences())
 
     def line(self, image: Image.Image) -> tuple[str, float]:
         """One text line (a crop): its text and mean word confidence (0-1)."""
@@ -67,6 +82,20 @@ class TessReader:
 
     def close(self) -> None:
         self._api.End()
+
+
+def page_text(lines: list[dict[str, Any]]) -> str:
+    """Lines one per row, a blank line before each paragraph; removes the ``para`` marks from ``lines``."""
+    out: list[str] = []
+    for line in lines:
+        if line.pop("para", False) and out:
+            out.append("")
+        out.append(line["text"])
+    return "\n".join(out)
+
+
+def has_cjk_lang(langs: str) -> bool:
+    return any(code.startswith(("chi_", "jpn", "kor")) for code in langs.split("+"))
 
 
 def _plain(image: Image.Image) -> Image.Image:
@@ -118,12 +147,12 @@ class TesseractEngine(Engine):
             lines, conf = self.reader.page(image, self.psm)
         else:
             lines, conf = self.reader.page(image, PSM_AUTO)
-            if not lines or conf < self.min_confidence or side_by_side(lines) > 0.25:
+            cut = has_cjk_lang(self.reader.langs) and side_by_side(lines) > 0.25
+            if not lines or conf < self.min_confidence or cut:
                 block, block_conf = self.reader.page(image, PSM_BLOCK)
                 if block and (block_conf > conf or not lines):
                     lines, conf = block, block_conf
-        text = "\n".join(b["text"] for b in lines)
-        return Recognition(text=text, confidence=conf if lines else None, boxes=lines)
+        return Recognition(text=page_text(lines), confidence=conf if lines else None, boxes=lines)
 
     def close(self) -> None:
         if getattr(self, "reader", None) is not None:

@@ -98,7 +98,8 @@ def _merge(item: dict[str, Any], res: dict[str, Any] | None) -> dict[str, Any]:
         "device": res.get("device"),
         "method": res.get("method"),  # "text-layer" (a PDF page's own text) or "ocr"
     }
-    for extra in ("boxes", "fields", "warning"):  # line boxes in page pixels, a form's fields: the JSON keeps them
+    # line boxes in page pixels, a form's fields, the engine's route (latin/cjk/mixed): the JSON keeps them
+    for extra in ("boxes", "fields", "warning", "route"):
         if res.get(extra):
             out[extra] = res[extra]
     if "row" in item:

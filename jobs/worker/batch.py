@@ -109,7 +109,7 @@ def recognize_task(
     if good:
         retrying = Retrying(
             stop=stop_after_attempt(task["retries"] + 1),
-            wait=wait_exponential_jitter(initial=task.get("backoff_s", 0.5), max=8),
+            wait=wait_exponential_jitter(multiplier=task.get("backoff_s", 0.5), max=8),
             retry=retry_if_exception(
                 lambda e: (
                     not isinstance(e, (InputError, _WrongCount))
