@@ -1,4 +1,4 @@
-"""The runner daemon: ``python runner.py [--state DIR] [--once] [--workers N|auto] [--threads T|auto]``.
+"""The runner daemon: ``python runner.py [--state DIR] [--once] [--workers N|auto] [--threads T|auto] [--max-jobs N]``.
 
 ``--executor ray [--ray-address ADDR] [--ray-actors N]`` runs the items on Ray actors instead of local
 worker processes (jobs/ray/executor.py); the runner still owns the job folder.
@@ -47,6 +47,14 @@ def main(argv: list[str] | None = None) -> int:
         metavar="MB",
         help=f"memory budgeted per worker when choosing --workers auto (default {sizing.WORKER_MEMORY_MB})",
     )
+    p.add_argument(
+        "--max-jobs",
+        type=int,
+        default=int(os.environ.get("OCRJOBS_MAX_JOBS") or config.DEFAULT_MAX_JOBS),
+        metavar="N",
+        help=f"jobs held at once, their items shared out among the workers by priority (default "
+        f"{config.DEFAULT_MAX_JOBS}; 1: one job at a time)",
+    )
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument(
         "--executor",
@@ -94,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--workers must be at least 1")
     if args.threads is not None and args.threads < 1:
         p.error("--threads must be at least 1")
+    if not 1 <= args.max_jobs <= 1000:
+        p.error("--max-jobs must be between 1 and 1000")
     if args.worker_memory < 1:
         p.error("--worker-memory must be at least 1 MB")
     if not 1 <= args.lease_seconds <= 3600:
@@ -141,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         ray_actors=args.ray_actors,
         ray_actor_cpus=args.ray_actor_cpus,
         gpu=gpu,
+        max_jobs=args.max_jobs,
     )
     try:
         return Runner(opts).run()

@@ -112,6 +112,7 @@ PARTS: dict[str, tuple[str, Part]] = {
     "pdf_text": ("PDF text layer: digital pages read from the PDF vs rendered and OCR'd", external("pdf_text")),
     "pdf_export": ("Searchable PDF export", external("pdf_export")),
     "search": ("Search across jobs", external("search")),
+    "multijob": ("Many jobs at once: a small job in a busy runner, 1 vs 8 jobs held", external("multijob")),
 }
 
 

@@ -76,6 +76,13 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--name", default="", help="a name to find the job by (shown beside its id)")
     s.add_argument("--priority", type=int, default=config.DEFAULT_PRIORITY, help="higher runs first")
     s.add_argument("--item-timeout", type=float, default=config.DEFAULT_ITEM_TIMEOUT_S, metavar="S")
+    s.add_argument(
+        "--max-workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="at most N workers on this job at once (default: its fair share of a runner's workers)",
+    )
     s.add_argument("--dpi", type=int, default=config.DEFAULT_DPI, help="PDF render resolution")
     s.add_argument(
         "--pdf-text",
@@ -221,6 +228,7 @@ def cmd_submit(store: Store, args: argparse.Namespace) -> int:
         dpi=args.dpi,
         pdf_text=args.pdf_text,
         name=args.name.strip(),
+        max_workers=args.max_workers,
     )
     job_id = submit_any(
         store,
@@ -276,6 +284,7 @@ def cmd_list(store: Store, args: argparse.Namespace) -> int:
 
 def cmd_show(store: Store, args: argparse.Namespace) -> int:
     from jobs.exports.results import count_truncated, truncation_warning
+    from jobs.store.job import queue_places
 
     job = store.get(args.job_id)
     data = job.to_dict()
@@ -285,6 +294,11 @@ def cmd_show(store: Store, args: argparse.Namespace) -> int:
         lines.append(f"error: {safe(data['error'])}")
     if data["requests_pending"]:
         lines.append(f"requested (waiting for a runner): {', '.join(data['requests_pending'])}")
+    if job.status == JobStatus.RUNNING and (n := data["progress"].get("workers")) is not None:
+        lines.append(f"workers on it now: {n}")
+    elif job.status == JobStatus.QUEUED:
+        data["queue_position"] = queue_places(store.list_jobs()).get(job.id)
+        lines.append(f"#{data['queue_position']} in the queue")
     if not args.json:  # the per-item lines read every result file: only for people
         try:
             items = store.items(job.id)

@@ -13,6 +13,9 @@ DEFAULT_DPI = 200
 DEFAULT_RETRIES = 2
 DEFAULT_MAX_ATTEMPTS = 5
 DEFAULT_LEASE_S = 15.0
+#: Jobs a runner holds at once (its workers interleave their items): enough that a job submitted
+#: while others run starts at the next free worker instead of waiting for them to finish.
+DEFAULT_MAX_JOBS = 8
 #: Seconds between the soft timeout (engine asked to stop) and the kill; at most 5.
 KILL_GRACE_S = 3.0
 LOCK_TIMEOUT_S = 30.0

@@ -43,6 +43,10 @@ class StoreBusy(OcrJobsError):
 class LeaseLost(OcrJobsError):
     """This runner's lease epoch is no longer current: another runner owns the job."""
 
+    def __init__(self, message: str, job_id: str = "") -> None:
+        super().__init__(message)
+        self.job_id = job_id  # which of the jobs a runner holds it lost
+
 
 class SubmitError(OcrJobsError):
     """The submission itself is unusable (no files, unknown engine, bad option)."""

@@ -174,6 +174,7 @@ def job_row(job: Job, now: float | None = None) -> dict[str, Any]:
         "timed out": p["timed_out"],
         "total": p["total"],
         "items/s": None if lost else p["items_per_s"],
+        "workers": None if lost else p["workers"],
         "ETA": None if lost else p["eta_s"],
         "age": max(0.0, now - job.created_at),
         "priority": job.priority,
@@ -185,6 +186,7 @@ def job_row(job: Job, now: float | None = None) -> dict[str, Any]:
 JOB_COLUMNS = {
     "progress": st.column_config.ProgressColumn("progress", format="%.0f%%", min_value=0, max_value=100, color="blue"),
     "items/s": st.column_config.NumberColumn("items/s", format="%.2f"),
+    "workers": st.column_config.NumberColumn("workers", format="%d", help="workers on a running job now"),
     "ETA": st.column_config.NumberColumn("ETA", format="duration", help="time left at the current rate"),
     "age": st.column_config.NumberColumn("age", format="duration", help="since it was submitted"),
     "queue": st.column_config.NumberColumn("queue", format="#%d", help="place in line of a queued job"),

@@ -38,7 +38,7 @@ def runner_row(r: dict[str, Any]) -> dict[str, Any]:
         "runner": r["id"],
         "state": f"{DOT} {r['state']}",
         "heartbeat": age(r["age_s"]) + " ago",
-        "job": None if dead else r.get("job"),
+        "jobs": None if dead else ", ".join(r.get("jobs") or ([r["job"]] if r.get("job") else [])) or None,
         "items": None if dead else items,
         "pid": r.get("pid"),
         "host": r.get("host"),

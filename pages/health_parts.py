@@ -31,6 +31,7 @@ def worker_rows(runners: list[dict[str, Any]], now: float | None = None) -> list
                     "runner": r["id"],
                     "worker": w.get("slot"),
                     "pid": w.get("pid"),
+                    "job": w.get("job") if w.get("item") is not None else None,
                     "doing": doing,
                     "for (s)": round(now - started, 1) if started and w.get("item") is not None else None,
                     "CPU %": w.get("cpu_percent"),

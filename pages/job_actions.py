@@ -10,6 +10,7 @@ from typing import Any
 import streamlit as st
 
 from jobs import Job
+from jobs.store.job import queue_places
 from jobs.store.status import JobStatus
 from pages.common import ACTIVE, CSS_COLOR, PAGE_JOBS, STATUS_COLOR, age, get_store, request
 
@@ -43,19 +44,13 @@ def actions(job: Job) -> None:
         priority_control(job)
 
 
-def queue_place(job: Job, jobs: list[Job]) -> int | None:
-    """Where a queued job waits: runners claim by priority (higher first), then the oldest."""
-    waiting = sorted((j for j in jobs if j.status == JobStatus.QUEUED), key=lambda j: (-j.priority, j.created_at))
-    return next((n for n, j in enumerate(waiting, 1) if j.id == job.id), None)
-
-
 def priority_control(job: Job) -> None:
     """A waiting job's place in the queue and a way to move it: a priority request the runner applies."""
     from jobs.errors import OcrJobsError
     from pages.literal import md_text
 
     store = get_store()
-    place = queue_place(job, store.list_jobs())
+    place = queue_places(store.list_jobs()).get(job.id)
     c1, c2, c3 = st.columns([1, 1, 2], vertical_alignment="bottom")
     new = c1.number_input("Priority (higher runs first)", value=job.priority, step=1, key=f"prio-{job.id}")
     if c2.button("Change priority", key="act-priority", disabled=int(new) == job.priority):

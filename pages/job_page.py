@@ -139,11 +139,12 @@ def live(seen: JobStatus) -> None:
     actions(job)
     eta = f" · ETA {age(p['eta_s'])}" if p["eta_s"] is not None else ""
     progress_bar(job, p["percent"], f"{p['committed']}/{p['total']} items{eta}")
-    m = st.columns(4)
+    m = st.columns(5)
     m[0].metric("done", p["done"])
     m[1].metric("failed", p["failed"])
     m[2].metric("timed out", p["timed_out"])
     m[3].metric("items/s", p["items_per_s"] or "—")
+    m[4].metric("workers", p["workers"] if p["workers"] is not None else "—", help="workers on this job now")
     if job.state.get("error"):
         st.warning(md_text(job.state["error"]))
     if job.status == JobStatus.PAUSED and job.state.get("reason") == "engine_changed":  # see jobs/runner/pinning.py

@@ -11,6 +11,7 @@ from typing import Any
 import streamlit as st
 
 from jobs import Job
+from jobs.store.job import queue_places
 from jobs.store.status import JobStatus
 from pages import bulk, text_search
 from pages.common import ACTIVE, JOB_COLUMNS, PAGE_JOB, coloured, get_store, job_row, require_login
@@ -85,12 +86,6 @@ def matches(job: Job, needle: str) -> bool:
     return needle in item_names(str(store.root), job.id)
 
 
-def queue_positions(jobs: list[Job]) -> dict[str, int]:
-    """Each queued job's place in line: runners claim by priority (higher first), then the oldest."""
-    waiting = sorted((j for j in jobs if j.status == JobStatus.QUEUED), key=lambda j: (-j.priority, j.created_at))
-    return {j.id: n for n, j in enumerate(waiting, 1)}
-
-
 @st.fragment(run_every="2s" if active_now else "5s")
 def live_table() -> None:
     """Refreshes every 2 s while a job is queued or running, every 5 s otherwise (a job submitted from
@@ -98,7 +93,7 @@ def live_table() -> None:
     if active_now != any(j.status in ACTIVE for j in store.list_jobs()):
         st.rerun()  # a job started or everything settled: the full rerun sets the other pace
     everything = store.list_jobs()
-    queue = queue_positions(everything)
+    queue = queue_places(everything)
     jobs = [j for j in everything if j.status.value in statuses] if statuses else everything
     if by:
         jobs = [j for j in jobs if j.submitted_by in by]

@@ -61,7 +61,7 @@ if engine == OTHER:
     except OcrJobsError as e:
         st.error(for_page(e))
 priority = c2.number_input("Priority (higher runs first)", value=config.DEFAULT_PRIORITY, step=1)
-c3, c4, c5 = st.columns(3)
+c3, c4, c5, c6 = st.columns(4)
 item_timeout = c3.number_input(
     "Item timeout (s)", min_value=1.0, max_value=86400.0, value=config.DEFAULT_ITEM_TIMEOUT_S, step=10.0
 )
@@ -71,6 +71,14 @@ pdf_text = c5.selectbox(
     ["auto", "ocr", "text"],
     help="auto: a PDF page whose own text covers it is read from that text (milliseconds), other pages are "
     "OCR'd; ocr: OCR every page; text: never OCR, take each page's text as it is",
+)
+max_workers = c6.number_input(
+    "Max workers (0: no cap)",
+    min_value=0,
+    max_value=1000,
+    value=0,
+    step=1,
+    help="a runner shares its workers among the jobs it holds by priority; a cap keeps this job to at most N",
 )
 engine_options: dict = {}
 if engine == "transformers":  # the CLI's --model, --batch-size, --max-new-tokens, --device, --trust-remote-code
@@ -204,6 +212,7 @@ if st.button("Submit", type="primary", disabled=not uploads):
         pdf_text=pdf_text,
         name=job_name,
         submitted_by=who or "dashboard",
+        max_workers=int(max_workers) or None,
     )
     with tempfile.TemporaryDirectory(prefix="ocrjobs-upload-") as tmp:
         paths = []

@@ -26,7 +26,7 @@ def test_delete_of_a_running_job_waits_until_it_stops(state: Path, tmp_path: Pat
     claim = claim_next(s, "r1", 30, 5)
     assert claim is not None
     s.request(job_id, "delete")
-    mine = apply_requests(s, own_job=job_id)
+    mine = apply_requests(s, own_jobs={job_id})
     assert [r["kind"] for _, r in mine] == ["delete"]
     assert s.job_ids() == [job_id]  # the owner cancels first
     finish(s, claim, JobStatus.CANCELLED)

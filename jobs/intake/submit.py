@@ -46,6 +46,8 @@ class JobSpec:
     #: A name to find the job by, and who submitted it (filled with the OS user when left empty).
     name: str = ""
     submitted_by: str = ""
+    #: At most this many of a runner's workers on this job at once (None: its fair share, up to all).
+    max_workers: int | None = None
 
     def validate(self) -> None:
         try:  # the runner checks again at claim: a job.json written by hand gets no further
@@ -68,6 +70,8 @@ class JobSpec:
             raise SubmitError(f"retries must be between 0 and 20, got {self.retries}")
         if not 1 <= self.max_attempts <= 100:
             raise SubmitError(f"max attempts must be between 1 and 100, got {self.max_attempts}")
+        if self.max_workers is not None and not 1 <= self.max_workers <= 1000:
+            raise SubmitError(f"max workers must be between 1 and 1000, got {self.max_workers}")
         try:  # the engine's own check (the transformers engine: can its model be found?)
             validate_options(self.engine, self.engine_options)
         except EngineError as e:

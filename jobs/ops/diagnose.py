@@ -86,7 +86,7 @@ def diagnose_job(store: Store, job: Job, runners: dict[str, dict[str, Any]], now
     expired_for = now - float(lease.get("expires_at") or 0)
     if expired_for > ORPHAN_GRACE_S:
         return _orphaned(store, job, holder, runners, expired_for, base, now)
-    if holder is None or holder["state"] != "alive" or (holder.get("current") or {}).get("job") != job.id:
+    if holder is None or holder["state"] != "alive" or _current_of(holder, job.id) is None:
         ev = {**base, "runner": _runner_evidence(holder, lease.get("runner"))}
         ev["lease_expires_in_s"] = -round(expired_for)
         if holder is not None and holder["state"] == "dead":
@@ -100,8 +100,15 @@ def diagnose_job(store: Store, job: Job, runners: dict[str, dict[str, Any]], now
     return _stalled_or_ok(job, holder, base, now)
 
 
+def _current_of(hb: dict[str, Any], job_id: str) -> dict[str, Any] | None:
+    """What a runner's heartbeat says of one of the jobs it holds (``per_job``; ``current`` from a runner
+    that held one job at a time)."""
+    cur = (hb.get("per_job") or {}).get(job_id) or hb.get("current") or {}
+    return cur if cur.get("job") == job_id else None
+
+
 def _stalled_or_ok(job: Job, hb: dict[str, Any], base: dict[str, Any], now: float) -> Diagnosis:
-    cur = hb["current"]
+    cur = _current_of(hb, job.id) or {}
     timeout = float(cur.get("item_timeout_s") or job.spec.get("item_timeout", config.DEFAULT_ITEM_TIMEOUT_S))
     grace = float(hb.get("grace_s") or config.KILL_GRACE_S)
     per_item = cur.get("recent_item_s")
@@ -118,7 +125,7 @@ def _stalled_or_ok(job: Job, hb: dict[str, Any], base: dict[str, Any], now: floa
             "running_s": round(now - w["item_started_at"], 1) if w.get("item_started_at") else None,
         }
         for w in hb.get("workers", [])
-        if w.get("item") is not None
+        if w.get("item") is not None and w.get("job", job.id) == job.id
     ]
     loading = [round(now - w["loading_since"], 1) for w in hb.get("workers", []) if w.get("loading_since")]
     gpu = _gpu_pressure(hb)

@@ -116,6 +116,8 @@ class RayWorkerHandle:
         self.engine_device: str | None = None
         self.engine_name: str | None = None
         self.max_batch, self.loaded_key = 1, None  # a new instance has no engine yet (loaded_key: Items')
+        self.loaded_at: float | None = None  # when, and how long, its engine loaded (jobs/runner/fairshare.py)
+        self.load_s = 0.0
 
     @property
     def exitcode(self) -> str | None:

@@ -1,10 +1,13 @@
-"""Winding down the held job: requests for it (cancel, pause, delete) and the drain they start.
+"""Winding down one held job: requests for it (cancel, pause, delete) and the drain they start.
 
 A drain stops new items from being dispatched and ends the job as its target status once the
 items in flight finish, or at its deadline (monotonic), whichever comes first; the Runner then
 ends the job (``Runner._maybe_finish``) and only then removes the request files the drain applied.
 Items in flight when a drain starts are marked ``drained``: if they end in error, the error may be
 the drain's doing, and they stay pending instead of failing (``Items._stopped``).
+
+A runner holds several jobs (jobs/runner/held.py), each with its own ``Drain``: a drain touches only
+its own job's tasks, so cancelling one job leaves the others' items running.
 """
 
 from __future__ import annotations
@@ -12,10 +15,10 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
+from typing import Any
 
 from jobs.runner.pool import WorkerHandle
 from jobs.store.lease import Claim, log_event
-from jobs.store.requests import apply_requests
 from jobs.store.status import JobStatus
 from jobs.store.store import Store
 
@@ -25,22 +28,17 @@ Draining = tuple[JobStatus, float, list[Path]]
 
 
 class Drain:
-    """The held job's drain, if any (``state``), and why it failed (``error``) for a FAILED drain."""
+    """One held job's drain, if any (``state``), and why it failed (``error``) for a FAILED drain."""
 
-    def __init__(self, store: Store, workers: list[WorkerHandle], grace_s: float) -> None:
-        self.store, self.workers, self.grace_s = store, workers, grace_s
+    def __init__(self, store: Store, workers: list[WorkerHandle], grace_s: float, job_id: str) -> None:
+        self.store, self.workers, self.grace_s, self.job_id = store, workers, grace_s, job_id
         self.state: Draining | None = None
         self.error: str | None = None
-        self._next_requests = 0.0
 
-    def own_requests(self, claim: Claim) -> None:
-        """Apply the requests for the held job, at most every 0.5 s (at item boundaries)."""
-        now = time.monotonic()
-        if now < self._next_requests:
-            return
-        self._next_requests = now + 0.5
+    def own_requests(self, claim: Claim, requests: list[tuple[Path, dict[str, Any]]]) -> None:
+        """Apply the requests for this job (the runner reads them for all its jobs at item boundaries)."""
         applying = self.state[2] if self.state else []
-        for path, req in apply_requests(self.store, own_job=claim.job_id):
+        for path, req in requests:
             if path in applying:
                 continue  # already being applied; its file is removed when the job ends
             kind = req.get("kind")
@@ -70,23 +68,25 @@ class Drain:
         self.state = (target, deadline, requests)
         if error:
             self.error = error
-        for w in self.workers:  # tasks queued behind the running one go back to pending
+        for w in self.workers:  # this job's tasks queued behind the running one go back to pending
             for task in list(w.tasks)[1:]:
-                if not task.running:
+                if not task.running and task.job_id == self.job_id:
                     w.drop(task.task_id)
         if target != JobStatus.FAILED:
             self.mark_in_flight()
         if soft:
             for w in self.workers:
-                w.soft_stop()
+                if w.task is not None and w.task.job_id == self.job_id:
+                    w.soft_stop()
 
     def mark_in_flight(self) -> None:
-        """The tasks in flight now: if their items end in error, it may be the wind-down's doing (a soft
-        stop, a service stop's signal), and they stay pending (``Items._stopped``). Only sets flags, so the
-        signal handler may call it too, before any result the signal spoiled can be read."""
+        """This job's tasks in flight now: if their items end in error, it may be the wind-down's doing (a
+        soft stop, a service stop's signal), and they stay pending (``Items._stopped``). Only sets flags, so
+        the signal handler may call it too, before any result the signal spoiled can be read."""
         for w in self.workers:
             for task in w.tasks:
-                task.drained = True
+                if task.job_id == self.job_id:
+                    task.drained = True
 
     def for_shutdown(self, stop_deadline: float) -> None:
         """On SIGTERM: hand the job back, or finish a pause or cancel under way, within the grace."""

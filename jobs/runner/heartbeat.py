@@ -1,7 +1,7 @@
 """The runner's heartbeat file, its last hour of history, and the per-item bookkeeping behind both.
 
-``state/runners/<id>.json`` (every ``interval_s``) says what the runner is doing right now: its job,
-items in flight and since when, the job's recent per-item time and last commit (what stuck-job
+``state/runners/<id>.json`` (every ``interval_s``) says what the runner is doing right now: its jobs,
+items in flight and since when, each job's recent per-item time and last commit (what stuck-job
 diagnosis needs), counters, CPU/RSS of the runner and its workers, GPU, disk, last error.
 ``state/runners/history/<id>.json`` holds one sample every 10 s for the last hour (a ring buffer),
 for charts and the 5-minute failure rate. Sampling psutil, NVML and the disk is cached for a few
@@ -46,7 +46,7 @@ class RunnerView(Protocol):
 
     opts: Any  # RunnerOptions: executor, device, grace_s
     workers: list[Any]  # WorkerHandle or RayWorkerHandle
-    claim: Any  # jobs.store.lease.Claim or None
+    held: dict[str, Any]  # job id -> jobs.runner.held.Held, the jobs it holds
     started_at: float
     stopping: bool
     last_error: str | None
@@ -120,8 +120,9 @@ class Telemetry:
         self.fs = mounts.filesystem(store.root)
         self.history: deque[dict[str, Any]] = deque(maxlen=HISTORY_LEN)
         self._next_sample = 0.0
-        self.current: dict[str, Any] | None = None
-        self._durations: deque[float] = deque(maxlen=RECENT_ITEMS)
+        #: per held job: its claim time, last commit, recent per-item time (what stall diagnosis reads)
+        self.current: dict[str, dict[str, Any]] = {}
+        self._durations: dict[str, deque[float]] = {}
         self.latest: dict[str, Any] = {}
         self.metrics: Any = None
         if metrics_at is not None:
@@ -136,7 +137,7 @@ class Telemetry:
 
     # -- events from the runner's loop ---------------------------------------------------
     def on_claim(self, job_id: str, item_timeout: float) -> None:
-        self.current = {
+        self.current[job_id] = {
             "job": job_id,
             "claimed_at": time.time(),
             "item_timeout_s": item_timeout,
@@ -145,18 +146,18 @@ class Telemetry:
             "committed": 0,
             "recent_item_s": None,
         }
-        self._durations.clear()
+        self._durations[job_id] = deque(maxlen=RECENT_ITEMS)
 
     def on_commit(self, job_id: str, result: dict[str, Any]) -> None:
         """One committed item: per-item time for stall detection, metrics, and a structured log line."""
         ms = result.get("processing_time_ms")
         status = result["status"]
-        if self.current is not None and self.current["job"] == job_id:
-            cur = self.current
+        if (cur := self.current.get(job_id)) is not None:
             cur.update(last_commit_at=time.time(), last_item=result["index"], committed=cur["committed"] + 1)
             if ms is not None and status != "timed_out":
-                self._durations.append(ms / 1000)
-                cur["recent_item_s"] = round(statistics.median(self._durations), 3)
+                durations = self._durations[job_id]
+                durations.append(ms / 1000)
+                cur["recent_item_s"] = round(statistics.median(durations), 3)
         if self.metrics is not None:
             self.metrics.observe(status, None if ms is None else ms / 1000)
         error = result.get("error") or {}
@@ -186,8 +187,11 @@ class Telemetry:
         on_ray = getattr(runner.opts, "executor", "local") == "ray"
         # a Ray actor's pid is a process on its own node: its figures come with its polls instead
         res = self.resources.sample([] if on_ray else [w.pid for w in runner.workers])
-        claim = runner.claim
-        current = self.current if claim is not None and self.current and self.current["job"] == claim.job_id else None
+        held = list(runner.held)
+        for gone in set(self.current) - set(held):
+            self.current.pop(gone, None)
+            self._durations.pop(gone, None)
+        per_job = {job_id: dict(self.current[job_id]) for job_id in held if job_id in self.current}
         per_pid = {p["pid"]: p for p in res["workers"]}
         if on_ray:
             per_pid = {w.pid: getattr(w, "info", {}) for w in runner.workers}
@@ -201,6 +205,7 @@ class Telemetry:
                     "engine": w.engine_name,
                     "engine_device": w.engine_device,
                     "loading_since": _wall(w.loading_since),
+                    "job": task.job_id if task else None,
                     "item": task.item["index"] if task else None,
                     "source": task.item.get("source") if task else None,
                     "page": task.item.get("page") if task else None,
@@ -220,8 +225,10 @@ class Telemetry:
             "interval_s": self.interval_s,
             "device": runner.opts.device,
             "grace_s": runner.opts.grace_s,
-            "job": claim.job_id if claim else None,
-            "current": dict(current) if current else None,
+            "job": held[0] if held else None,  # the first held job (as when a runner held one at a time)
+            "jobs": held,
+            "current": per_job.get(held[0]) if held else None,
+            "per_job": per_job,
             "stopping": runner.stopping,
             "workers": workers,
             "counters": counters,

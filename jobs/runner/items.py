@@ -1,6 +1,6 @@
-"""The held job's items: out to the workers, results back, timeouts, crashes and poison items.
+"""The held jobs' items: out to the workers, results back, timeouts, crashes and poison items.
 
-The Runner owns one ``Items`` and calls it from its loop, passing the claim it holds. Every
+The Runner owns one ``Items`` and calls it from its loop. Every
 result, a worker's or one made up here for an item that failed (bad input, timeout, poison), goes
 through ``commit``, which is fenced by the claim's epoch (jobs/store/lease.py): a runner that lost its
 lease writes nothing. Times are monotonic, so a wall-clock jump cannot time an item out.
@@ -11,11 +11,12 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from collections import deque
 from typing import Any
 
 from jobs import config
+from jobs.runner import fairshare
 from jobs.runner.heartbeat import Telemetry
+from jobs.runner.held import Held
 from jobs.runner.pool import InFlight, WorkerHandle
 from jobs.runner.respawn import Respawner, describe_exit
 from jobs.store import lease
@@ -30,7 +31,11 @@ POISON_CRASHES = 2
 
 
 class Items:
-    """The pending items of the held job and the workers' side of it; counts what was committed.
+    """The held jobs' items and the workers' side of them; counts what was committed.
+
+    ``held`` (the Runner's own dict, job id -> :class:`Held`) says which jobs there are; a free worker
+    gets its next task from the job the fair share picks (jobs/runner/fairshare.py). A task holds the
+    items of one job; each result goes back to its task's job, fenced by that job's epoch.
 
     Items go out in tasks of up to the engine's ``max_batch``. After a crash that cannot be pinned on
     one item (a batch, or a task being decoded behind the running one) the items involved are
@@ -43,99 +48,102 @@ class Items:
         store: Store,
         workers: list[WorkerHandle],
         telemetry: Telemetry,
+        held: dict[str, Held],
         *,
         grace_s: float,
         hb_timeout_s: float,
         load_timeout_s: float,
     ) -> None:
-        self.store, self.workers, self.telemetry = store, workers, telemetry
+        self.store, self.workers, self.telemetry, self.held = store, workers, telemetry, held
         self.grace_s, self.hb_timeout_s, self.load_timeout_s = grace_s, hb_timeout_s, load_timeout_s
-        self.pending: deque[dict[str, Any]] = deque()
-        self.solo: set[int] = set()  # suspects: indices to run alone
-        self.spec: dict[str, Any] = {}
-        self.engine_key = ""  # the held job's engine and options: a worker's max_batch holds for this key
         self.counters = {"done": 0, "failed": 0, "timed_out": 0}
         self._task_ids = itertools.count(1)
         self.respawn = Respawner()
 
-    def load(self, job_id: str, spec: dict[str, Any]) -> None:
-        """A job was claimed: its items without a result yet are the ones to do."""
-        self.spec = spec
-        options = sorted((spec.get("engine_options") or {}).items())
-        self.engine_key = repr((spec.get("engine", config.DEFAULT_ENGINE), options))
-        done = {r["index"] for r in self.store.iter_results(job_id)}
-        self.pending = deque(i for i in self.store.manifest(job_id) if i["index"] not in done)
-        self.solo = set()
+    def busy(self, job_id: str | None = None) -> list[WorkerHandle]:
+        """Workers with a task (of ``job_id``, if given)."""
+        return [w for w in self.workers if any(job_id in (None, t.job_id) for t in w.tasks)]
 
-    def clear(self) -> None:
-        """The job is no longer held: whatever was pending is left for whoever runs it next."""
-        self.pending = deque()
-        self.solo = set()
+    def _own(self, task: InFlight) -> Held | None:
+        """The held job a task is for, if the runner still holds it under the task's epoch."""
+        held = self.held.get(task.job_id)
+        return held if held is not None and held.claim.epoch == task.epoch else None
 
-    def busy(self) -> list[WorkerHandle]:
-        return [w for w in self.workers if w.tasks]
+    def _give_back(self, tasks: list[InFlight]) -> None:
+        """Put the items of ``tasks`` that have no result yet back at the front of their jobs' queues."""
+        for t in tasks:
+            if (held := self._own(t)) is not None:
+                held.requeue([i for i in t.items if i["index"] in t.left])
+
+    def restart(self, w: WorkerHandle, job_id: str | None = None) -> None:
+        """Restart ``w`` (abandoning ``job_id``'s tasks on it); other jobs' items on it go back to pending."""
+        self._give_back([t for t in w.tasks if t.job_id != job_id])
+        w.restart()
 
     # -- out -----------------------------------------------------------------------------
-    def dispatch(self, claim: Claim) -> None:
+    def dispatch(self) -> None:
         """Fill each worker up to its depth: idle workers first, then a second task to decode ahead."""
+        jobs = list(self.held.values())
         for depth in range(DEPTH):
             for w in self.workers:
                 if len(w.tasks) != depth or not w.can_take() or (w.tasks and self._is_solo(w.tasks[0])):
                     continue
-                known = w.loaded_key == self.engine_key and not w.loading_since
-                if depth and not known:
-                    continue  # wait for the engine: its batch size decides how many items go next
-                batch = self._next_batch(claim, w.max_batch if known else 1, alone=not w.tasks)
+                if depth:  # decode ahead only for the engine it has: its batch size decides the next task
+                    if w.loading_since or w.loaded_key is None or w.tasks[0].engine_key != w.loaded_key:
+                        continue  # (a head task of another engine: the worker is about to switch)
+                    candidates = [h for h in jobs if h.engine_key == w.loaded_key]
+                else:
+                    candidates = jobs
+                held = fairshare.pick(w, candidates, self.workers)
+                if held is None:
+                    continue
+                known = w.loaded_key == held.engine_key and not w.loading_since
+                batch = self._next_batch(held, w.max_batch if known else 1, alone=not w.tasks)
                 if batch:
-                    self._send(claim, w, batch)
+                    fairshare.charge(held, len(batch), jobs)
+                    self._send(held, w, batch)
 
     def _is_solo(self, task: InFlight) -> bool:
-        return len(task.items) == 1 and task.items[0]["index"] in self.solo
+        held = self.held.get(task.job_id)
+        return len(task.items) == 1 and held is not None and task.items[0]["index"] in held.solo
 
-    def _next_batch(self, claim: Claim, size: int, *, alone: bool) -> list[dict[str, Any]]:
+    def _next_batch(self, held: Held, size: int, *, alone: bool) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
-        while self.pending and len(out) < size:
-            item = self.pending[0]
+        while held.pending and len(out) < size:
+            item = held.pending[0]
             if item.get("error"):  # the submit already found it unreadable
-                self.pending.popleft()
-                self.commit(claim, self._failure(item, ErrorKind.INPUT, item["error"]))
-            elif item["index"] in self.solo:
+                held.pending.popleft()
+                self.commit(held.claim, self._failure(item, ErrorKind.INPUT, item["error"]))
+            elif item["index"] in held.solo:
                 if not out and alone:
-                    out.append(self.pending.popleft())
+                    out.append(held.pending.popleft())
                 break
             else:
-                out.append(self.pending.popleft())
+                out.append(held.pending.popleft())
         return out
 
-    def _send(self, claim: Claim, w: WorkerHandle, batch: list[dict[str, Any]]) -> None:
-        timeout = float(self.spec.get("item_timeout", config.DEFAULT_ITEM_TIMEOUT_S))
+    def _send(self, held: Held, w: WorkerHandle, batch: list[dict[str, Any]]) -> None:
+        spec, claim = held.spec, held.claim
         task_id = next(self._task_ids)
         w.send_task(
-            InFlight(claim.job_id, task_id, batch, claim.epoch, timeout),
+            InFlight(claim.job_id, task_id, batch, claim.epoch, held.item_timeout, engine_key=held.engine_key),
             {
                 "task_id": task_id,
                 "job_dir": str(self.store.job_dir(claim.job_id)),
                 "state_root": str(self.store.root),  # no engine is imported from in there (jobs/worker/core.py)
                 "items": batch,
-                "engine": self.spec.get("engine", config.DEFAULT_ENGINE),
-                "engine_options": self.spec.get("engine_options") or {},
-                "dpi": int(self.spec.get("dpi", config.DEFAULT_DPI)),
-                "pdf_text": self.spec.get("pdf_text", "auto"),  # jobs before it: auto
-                "retries": int(self.spec.get("retries", config.DEFAULT_RETRIES)),
+                "engine": spec.get("engine", config.DEFAULT_ENGINE),
+                "engine_options": spec.get("engine_options") or {},
+                "dpi": int(spec.get("dpi", config.DEFAULT_DPI)),
+                "pdf_text": spec.get("pdf_text", "auto"),  # jobs before it: auto
+                "retries": int(spec.get("retries", config.DEFAULT_RETRIES)),
             },
         )
 
-    def _requeue(self, items: list[dict[str, Any]], *, solo: bool = False) -> None:
-        """Back to the front of the queue, in order."""
-        for item in reversed(items):
-            self.pending.appendleft(item)
-            if solo:
-                self.solo.add(item["index"])
-
     # -- back ----------------------------------------------------------------------------
-    def on_message(self, claim: Claim, w: WorkerHandle, msg: tuple[Any, ...]) -> str | None:
-        """Act on one message from worker ``w``. Returns the error if the engine would not load: that
-        fails the whole job, which is the Runner's to end (the items go back to pending first)."""
+    def on_message(self, w: WorkerHandle, msg: tuple[Any, ...]) -> tuple[str, str] | None:
+        """Act on one message from worker ``w``. Returns (job id, error) if the engine would not load for
+        that job's task: that fails the job, which is the Runner's to end (its items go back first)."""
         kind, now = msg[0], time.monotonic()
         task = _find(w, msg[1]) if kind in ("decoded", "started", "attempt", "dropped") else None
         if kind == "loading":
@@ -143,7 +151,8 @@ class Items:
         elif kind == "loaded":
             w.loading_since, w.engine_device, w.engine_name = None, msg[2], msg[1]
             w.max_batch = max(1, int(msg[4])) if len(msg) > 4 else 1
-            w.loaded_key = self.engine_key
+            w.loaded_key = w.task.engine_key if w.task else None
+            w.loaded_at, w.load_s = now, float(msg[3])
             self.respawn.started(w)
             if w.task:
                 w.task.started = now  # the task's clock starts once the model is in
@@ -151,79 +160,87 @@ class Items:
         elif kind == "load_error":
             log.error("%s", msg[1])
             w.loaded_key = None
-            self._requeue([i for t in w.tasks for i in t.items if i["index"] in t.left])
+            head = w.task
+            self._give_back(list(w.tasks))
             w.tasks.clear()
-            return msg[1]
+            if head is not None and self._own(head) is not None:
+                return head.job_id, msg[1]
         elif kind == "decoded" and task:
             task.decoded = True
         elif kind == "started" and task:
             task.running = True
-            first = task.items[0]
-            claim.state["progress"]["current"] = {
-                "index": first["index"],
-                "source": first["source"],
-                "page": first.get("page"),
-                "batch": len(task.items),
-                "started_at": time.time(),
-                "worker_pid": w.pid,
-            }
+            if (held := self._own(task)) is not None:
+                first = task.items[0]
+                held.claim.state["progress"]["current"] = {
+                    "index": first["index"],
+                    "source": first["source"],
+                    "page": first.get("page"),
+                    "batch": len(task.items),
+                    "started_at": time.time(),
+                    "worker_pid": w.pid,
+                }
         elif kind == "attempt" and task and msg[2] > 1:
             task.started = now
             for item in task.items:
                 log_event(self.store, task.job_id, "item_retry", index=item["index"], attempt=msg[2])
         elif kind == "dropped" and task:
             w.tasks.remove(task)
-            self._requeue([i for i in task.items if i["index"] in task.left])
+            self._give_back([task])
             _advance(w)
         elif kind == "result":
             index = int(msg[1]["index"])
             task = next((t for t in w.tasks if index in t.left), None)
-            if task is None or task.epoch != claim.epoch:
-                return None  # a stale result: from an earlier epoch, or for an item given up on
+            if task is None:
+                return None  # a stale result: for an item given up on
             task.left.discard(index)
             if not task.left:
                 w.tasks.remove(task)
                 _advance(w)
-            self.solo.discard(index)
+            held = self._own(task)
+            if held is None:
+                return None  # from an earlier epoch, or for a job this runner no longer holds
+            held.solo.discard(index)
             if task.drained and msg[1].get("status") != ItemStatus.DONE.value:
-                self._stopped(task, [i for i in task.items if int(i["index"]) == index])
+                self._stopped(held, task, [i for i in task.items if int(i["index"]) == index])
                 return None
-            self.commit(claim, msg[1])
+            self.commit(held.claim, msg[1])
         return None
 
-    def _stopped(self, task: InFlight, items: list[dict[str, Any]]) -> None:
+    def _stopped(self, held: Held, task: InFlight, items: list[dict[str, Any]]) -> None:
         """Items in flight when the job began to wind down (cancel, delete, pause, shutdown) that ended in
         error: the error may be the wind-down's (the engine's answer to the soft stop, "stopped at the item
         timeout"; a service stop's signal killing an engine's subprocess), so it is not theirs to carry.
         Not committed, not counted: they stay pending, for a resume, a retry or another runner."""
         if not items:
             return
-        self._requeue(items)
+        held.requeue(items)
         log_event(self.store, task.job_id, "items_stopped", indices=[i["index"] for i in items])
 
-    def check_workers(self, claim: Claim) -> str | None:
+    def check_workers(self) -> list[tuple[str | None, str]]:
         """Restart dead, silent or stuck-loading workers; stop, then kill, a task past its deadline.
-        Returns why, if workers failed to start so often that the job must fail (the Runner ends it)."""
+        Returns (job id, why) for jobs that must fail: an engine that would not load for one, or workers
+        that failed to start so often (job id None: every held job) that no job can run here."""
         now = time.monotonic()
+        failures: list[tuple[str | None, str]] = []
         for w in self.workers:
             if self.respawn.waiting(w):
                 continue
             head = w.task
             if not w.alive():
                 for msg in w.messages():  # its last words: a "loading" says the engine, not an item, killed it
-                    if (load_error := self.on_message(claim, w, msg)) is not None:
-                        return load_error
+                    if (load_error := self.on_message(w, msg)) is not None:
+                        failures.append(load_error)
                 if self.respawn.died_starting(w):
-                    self._requeue([i for t in w.tasks for i in t.items if i["index"] in t.left])
+                    self._give_back(list(w.tasks))
                     w.tasks.clear()
                     if (failure := self.respawn.failed_start(w)) is not None:
-                        return failure
+                        failures.append((None, failure))
                     continue
-                self._on_crash(claim, w, f"the worker process died ({describe_exit(w.exitcode)})")
+                self._on_crash(w, f"the worker process died ({describe_exit(w.exitcode)})")
             elif now - w.last_hb > self.hb_timeout_s:
-                self._on_crash(claim, w, f"the worker stopped heartbeating for {now - w.last_hb:.0f} s and was killed")
+                self._on_crash(w, f"the worker stopped heartbeating for {now - w.last_hb:.0f} s and was killed")
             elif w.loading_since and now - w.loading_since > self.load_timeout_s:
-                self._on_crash(claim, w, f"loading the engine took over {self.load_timeout_s:.0f} s")
+                self._on_crash(w, f"loading the engine took over {self.load_timeout_s:.0f} s")
             elif head and not w.loading_since:
                 if head.started is None:
                     head.started = now
@@ -231,57 +248,61 @@ class Items:
                 if elapsed > head.deadline_s:
                     w.soft_stop()
                 if elapsed > head.deadline_s + self.grace_s:
-                    self._on_timeout(claim, w, elapsed)
+                    self._on_timeout(w, elapsed)
+        return failures
 
-    def _on_timeout(self, claim: Claim, w: WorkerHandle, elapsed: float) -> None:
+    def _on_timeout(self, w: WorkerHandle, elapsed: float) -> None:
         """A lone item past its deadline is timed out; a batch's items are tried again, each alone."""
-        head, *rest = [t for t in w.tasks if t.epoch == claim.epoch] or [w.task]
+        head, *rest = list(w.tasks)
         w.restart()
-        assert head is not None
+        self._give_back(rest)
+        held = self._own(head)
+        if held is None:
+            return
         left = [i for i in head.items if i["index"] in head.left]
-        self._requeue([i for t in rest for i in t.items if i["index"] in t.left])
         if head.drained:  # the job is being wound down: the item is left for whoever runs the job next
-            self._stopped(head, left)
+            self._stopped(held, head, left)
             return
         if len(head.items) > 1:
             log_event(self.store, head.job_id, "batch_timed_out", indices=[i["index"] for i in left])
-            self._requeue(left, solo=True)
+            held.requeue(left, solo=True)
             return
         msg = (
             f"no result within the {head.timeout:g} s item timeout (+{self.grace_s:g} s grace); "
             "the worker was killed and restarted"
         )
         for item in left:
-            self.solo.discard(item["index"])
+            held.solo.discard(item["index"])
             failure = self._failure(item, ErrorKind.TIMEOUT, msg, ItemStatus.TIMED_OUT, elapsed * 1000)
-            self.commit(claim, failure)
+            self.commit(held.claim, failure)
 
-    def _on_crash(self, claim: Claim, w: WorkerHandle, why: str) -> None:
+    def _on_crash(self, w: WorkerHandle, why: str) -> None:
         """Charge the crash to the item if it is the only one that can have caused it; else make suspects."""
-        tasks = [t for t in w.tasks if t.epoch == claim.epoch]
+        tasks = [t for t in w.tasks if self._own(t) is not None]
         log.warning("worker %d (pid %d): %s", w.slot, w.pid, why)
         w.restart()
         if not tasks:
             return
         # the head ran (or loaded); a task behind it that was still being decoded may be the culprit too
         suspects = [tasks[0], *(t for t in tasks[1:] if not t.decoded)]
-        innocent = [i for t in tasks[1:] if t.decoded for i in t.items if i["index"] in t.left]
-        items = [i for t in suspects for i in t.items if i["index"] in t.left]
-        self._requeue(innocent)
-        if len(items) != 1:
-            if items:
-                log_event(self.store, tasks[0].job_id, "batch_crash", indices=[i["index"] for i in items], why=why)
-                self._requeue(items, solo=True)
+        self._give_back([t for t in tasks[1:] if t.decoded])
+        left = [(t, i) for t in suspects for i in t.items if i["index"] in t.left]
+        if len(left) != 1:
+            for job_id in dict.fromkeys(t.job_id for t, _ in left):  # each runs alone next: a second crash
+                items = [i for t, i in left if t.job_id == job_id]  # is charged to the item that caused it
+                log_event(self.store, job_id, "batch_crash", indices=[i["index"] for i in items], why=why)
+                self.held[job_id].requeue(items, solo=True)
             return
-        item = items[0]
-        crashes = claim.state.setdefault("item_crashes", {})
+        task, item = left[0]
+        held = self.held[task.job_id]
+        crashes = held.claim.state.setdefault("item_crashes", {})
         key = str(item["index"])
         crashes[key] = crashes.get(key, 0) + 1
-        log_event(self.store, tasks[0].job_id, "worker_crash", index=item["index"], crashes=crashes[key], why=why)
+        log_event(self.store, task.job_id, "worker_crash", index=item["index"], crashes=crashes[key], why=why)
         if crashes[key] >= POISON_CRASHES:
-            self.solo.discard(item["index"])
+            held.solo.discard(item["index"])
             self.commit(
-                claim,
+                held.claim,
                 self._failure(
                     item,
                     ErrorKind.CRASH,
@@ -290,8 +311,8 @@ class Items:
                 ),
             )
         else:
-            lease.save(self.store, claim)
-            self._requeue([item], solo=True)
+            lease.save(self.store, held.claim)
+            held.requeue([item], solo=True)
 
     def _failure(
         self,

@@ -44,6 +44,7 @@ class InFlight:
     #: ``done`` may be the wind-down's doing (a soft stop, a signal), so it is dropped (the item stays pending)
     drained: bool = False
     left: set[int] = field(default_factory=set)  # indices whose result has not come back
+    engine_key: str = ""  # the job's engine and options (jobs/runner/held.py): what the worker loads for it
 
     def __post_init__(self) -> None:
         self.left = {int(i["index"]) for i in self.items}
@@ -73,6 +74,8 @@ class WorkerHandle:
         self.engine_name: str | None = None
         self.max_batch = 1  # the engine's, once it is loaded
         self.loaded_key: str | None = None  # which engine (and options) max_batch is for; set by Items
+        self.loaded_at: float | None = None
+        self.load_s = 0.0
         self.start()
 
     def start(self) -> None:
@@ -88,6 +91,8 @@ class WorkerHandle:
         self.conn = parent
         self.tasks = deque()
         self.max_batch, self.loaded_key = 1, None  # a new process has no engine yet
+        self.loaded_at: float | None = None  # when its engine finished loading, and how long that took:
+        self.load_s = 0.0  # how long a worker keeps an engine before switching (jobs/runner/fairshare.py)
         self.loading_since = None
         self.last_hb = self.started_at = time.monotonic()
         self.heard = False  # nothing from this process yet: if it dies now, it never started (jobs/runner/respawn.py)
@@ -202,7 +207,7 @@ class Shape:
         if self.gpu is None:
             return None
         self._forbidden = (str(state_root),)
-        kind = "gpu" if sizing.job_wants_gpu(spec, self.device, self.uses_gpu) else "cpu"
+        kind = self.kind_for(spec)
         if kind == self.kind:
             return None
         for w in workers:
@@ -216,6 +221,12 @@ class Shape:
         workers[:] = fresh
         self.kind = kind
         return said
+
+    def kind_for(self, spec: dict[str, Any]) -> str:
+        """The plan a job needs: "gpu" (one worker per GPU) or "cpu"."""
+        if self.gpu is None:
+            return "cpu"
+        return "gpu" if sizing.job_wants_gpu(spec, self.device, self.uses_gpu) else "cpu"
 
     def uses_gpu(self, name: str) -> bool:
         if name not in self._uses_gpu:

@@ -1,12 +1,14 @@
-"""The runner daemon: claims jobs, feeds items to worker subprocesses, enforces timeouts.
+"""The runner daemon: holds up to ``max_jobs`` jobs, feeds their items to worker subprocesses.
 
-One loop, never blocked for more than a tick: it renews the lease, applies requests,
-dispatches items, collects results and kills workers past their deadline. Signal handlers
-only set a flag (the loop acts on it). Local timing is monotonic; only lease expiry, which
-other hosts must read, is wall-clock (see docs/architecture.md).
+One loop, never blocked for more than a tick: it renews each held job's lease, applies requests,
+claims another job while it holds fewer than ``max_jobs``, dispatches items across the held jobs by
+fair share (jobs/runner/fairshare.py), collects results and kills workers past their deadline.
+Signal handlers only set a flag (the loop acts on it). Local timing is monotonic; only lease expiry,
+which other hosts must read, is wall-clock (see docs/architecture.md).
 
-This module holds the loop and the job as a whole (claim, renew, end, hand back); the items
-are ``jobs/runner/items.py``'s, and winding a job down on request is ``jobs/runner/drain.py``'s.
+This module holds the loop and each job as a whole (claim, renew, end, hand back); one held job is
+``jobs/runner/held.py``'s, the items are ``jobs/runner/items.py``'s, and winding a job down on request
+is ``jobs/runner/drain.py``'s.
 """
 
 from __future__ import annotations
@@ -24,9 +26,10 @@ from typing import Any
 from jobs import config
 from jobs.engines import allow
 from jobs.errors import Corrupt, EngineError, JobNotFound, LeaseLost, StoreBusy
-from jobs.runner import pinning, sizing
+from jobs.runner import fairshare, pinning, sizing
 from jobs.runner.drain import Drain
 from jobs.runner.heartbeat import Telemetry
+from jobs.runner.held import Held
 from jobs.runner.items import Items
 from jobs.runner.pool import Shape
 from jobs.runner.reserve import DiskReserve
@@ -36,9 +39,11 @@ from jobs.store.housekeeping import housekeep
 from jobs.store.lease import Claim
 from jobs.store.requests import apply_requests
 from jobs.store.status import JobStatus
-from jobs.store.store import Store
+from jobs.store.store import Job, Store
 
 log = logging.getLogger("ocrjobs.runner")
+#: How often a runner holding jobs looks for another to hold (a new job starts within this).
+CLAIM_EVERY_S = 0.25
 
 
 @dataclass
@@ -62,6 +67,7 @@ class RunnerOptions:
     ray_actors: int | None = None
     ray_actor_cpus: float = 1.0
     gpu: sizing.GpuPlan | None = None  # the plan for a GPU engine's jobs (jobs/runner/sizing.py); None: no GPU
+    max_jobs: int = config.DEFAULT_MAX_JOBS  # jobs held at once, their items interleaved (jobs/runner/fairshare.py)
 
 
 class Runner:
@@ -84,20 +90,20 @@ class Runner:
         else:
             self.shape = Shape(opts.workers, opts.gpu, opts.device, opts.hb_interval_s)
             self.workers = self.shape.start()
-        self.claim: Claim | None = None
+        self.held: dict[str, Held] = {}  # the jobs this runner holds, in the order it claimed them
         self.items = Items(
             self.store,
             self.workers,
             self.telemetry,
+            self.held,
             grace_s=opts.grace_s,
             hb_timeout_s=opts.hb_timeout_s,
             load_timeout_s=opts.load_timeout_s,
         )
-        self.drain = Drain(self.store, self.workers, opts.grace_s)
         self.stopping = False
         self._stop_deadline = float("inf")
         self.last_error: str | None = None
-        self._next = {"heartbeat": 0.0, "housekeeping": 0.0}
+        self._next = {"heartbeat": 0.0, "housekeeping": 0.0, "requests": 0.0, "claim": 0.0}
         self._reserve = DiskReserve(self.store.runners_dir, self.id)
 
     @property
@@ -105,14 +111,20 @@ class Runner:
         """Items committed since start, by status (read by the heartbeat)."""
         return self.items.counters
 
+    @property
+    def claim(self) -> Claim | None:
+        """The first job held (what a runner holding one job at a time reported)."""
+        return next(iter(self.held.values())).claim if self.held else None
+
     # -- main loop ------------------------------------------------------------------------
     def run(self) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_signal)
         log.info(
-            "runner %s: %d worker(s), device %s, state %s",
+            "runner %s: %d worker(s), up to %d job(s) at once, device %s, state %s",
             self.id,
             len(self.workers),
+            self.opts.max_jobs,
             self.opts.device,
             self.store.root,
         )
@@ -123,7 +135,7 @@ class Runner:
                 if now >= self._next["heartbeat"]:
                     self._write_heartbeat()
                     self._next["heartbeat"] = now + self.opts.heartbeat_s
-                if self.claim is None:
+                if not self.held:
                     if self.stopping:
                         break
                     if self._idle_tick():
@@ -137,7 +149,7 @@ class Runner:
                     self._wait(min(idle_sleep, max(self._next["heartbeat"] - time.monotonic(), 0.01)))
                     idle_sleep = min(idle_sleep * 2, self.opts.poll_max_s)
                     continue
-                self._job_tick()
+                self._jobs_tick()
                 self._wait(0.1)
         finally:
             self._shutdown()
@@ -146,10 +158,11 @@ class Runner:
     def _on_signal(self, signum: int, _frame: Any) -> None:
         if self.stopping:
             return
-        log.info("signal %d: finishing the current item (grace %.0f s), then exiting", signum, self.opts.grace_s)
+        log.info("signal %d: finishing the current items (grace %.0f s), then exiting", signum, self.opts.grace_s)
         self.stopping = True
         self._stop_deadline = time.monotonic() + self.opts.grace_s
-        self.drain.mark_in_flight()  # a service stop signals the workers too: what now fails is not the items'
+        for held in list(self.held.values()):  # a service stop signals the workers too: what fails is not the items'
+            held.drain.mark_in_flight()
 
     def _wait(self, timeout: float) -> None:
         conns = [w.conn for w in self.workers if w.conn is not None and not w.conn.closed]
@@ -158,8 +171,7 @@ class Runner:
         else:
             time.sleep(timeout)
 
-    def _idle_tick(self) -> bool:
-        """No job held: apply requests, housekeeping, try to claim. True if a job was claimed."""
+    def _housekeep_if_due(self) -> None:
         now = time.monotonic()
         if now >= self._next["housekeeping"]:
             self._next["housekeeping"] = now + 60.0
@@ -167,12 +179,26 @@ class Runner:
                 housekeep(self.store, self.opts.retention_days)
             except (OSError, StoreBusy) as e:
                 log.warning("housekeeping: %s", e)
+
+    def _idle_tick(self) -> bool:
+        """No job held: apply requests, housekeeping, try to claim. True if a job was claimed."""
+        self._housekeep_if_due()
         for w in self.workers:
             w.messages()  # keep heartbeats flowing while idle
         self.items.respawn.revive(self.workers)  # dead ones back: at once, or after a pause (runner/respawn.py)
         try:
             apply_requests(self.store)
-            claim = lease.claim_next(self.store, self.id, self.opts.lease_s, config.DEFAULT_MAX_ATTEMPTS)
+        except StoreBusy as e:
+            log.warning("%s", e)
+            return False
+        return self._claim_one()
+
+    def _claim_one(self) -> bool:
+        """Claim the best job this runner may take now, and start holding it. True if one was claimed."""
+        try:
+            claim = lease.claim_next(
+                self.store, self.id, self.opts.lease_s, config.DEFAULT_MAX_ATTEMPTS, accept=self._fits_pool
+            )
         except StoreBusy as e:
             log.warning("%s", e)
             return False
@@ -187,36 +213,43 @@ class Runner:
         self._start_job(claim)
         return True
 
+    def _fits_pool(self, job: Job) -> bool:
+        """While jobs are held, only jobs for the same worker plan (CPU or one per GPU) join them: the
+        pool is reshaped only between jobs (jobs/runner/pool.py's ``Shape``)."""
+        if not self.held or self.shape is None:
+            return True
+        return self.shape.kind_for(job.spec) == self.shape.kind
+
     def _start_job(self, claim: Claim) -> None:
-        self.claim = claim
         job = self.store.get(claim.job_id)
         try:  # job.json is anyone's to write: its engine is checked before any worker could import it
             allow.resolve(job.spec.get("engine", config.DEFAULT_ENGINE))
         except EngineError as e:
             log.error("job %s: %s", claim.job_id, e)
             lease.finish(self.store, claim, JobStatus.FAILED, str(e))
-            self.claim = None
             return
         changed = pinning.enforce(self.store, claim, job.spec)
         if changed is not None:  # never mix two engines' output in one job without a user's say-so
             log.warning("job %s paused: %s", claim.job_id, changed)
             lease.finish(self.store, claim, JobStatus.PAUSED, changed, reason=pinning.PAUSE_REASON)
-            self.claim = None
             return
-        if self.shape is not None and (reshaped := self.shape.fit(self.workers, job.spec, self.store.root)):
-            log.info("job %s: %s", claim.job_id, reshaped)  # one worker per GPU, or back to the CPU plan
-            self.items.respawn.forget()
+        if not self.held and self.shape is not None:
+            if reshaped := self.shape.fit(self.workers, job.spec, self.store.root):
+                log.info("job %s: %s", claim.job_id, reshaped)  # one worker per GPU, or back to the CPU plan
+                self.items.respawn.forget()
+        held = Held(claim, job.spec, Drain(self.store, self.workers, self.opts.grace_s, claim.job_id))
+        held.base_priority = job.priority if type(job.priority) is int else 0
         try:
-            self.items.load(claim.job_id, job.spec)
+            held.load(self.store)
         except (Corrupt, JobNotFound) as e:  # a hand-edited or damaged manifest: fail the job, not the runner
             log.error("job %s: %s", claim.job_id, e)
             lease.finish(self.store, claim, JobStatus.FAILED, f"the job's item list is unreadable ({e}); submit again")
-            self.claim = None
             return
-        self.drain.state = None
+        fairshare.join(held, self.held.values())
+        self.held[claim.job_id] = held
         self.items.respawn.new_job(self.workers)  # each job gets its own tries at starting workers
-        self.telemetry.on_claim(claim.job_id, float(job.spec.get("item_timeout", config.DEFAULT_ITEM_TIMEOUT_S)))
-        pending = len(self.items.pending)
+        self.telemetry.on_claim(claim.job_id, held.item_timeout)
+        pending = len(held.pending)
         log.info(
             "claimed job %s (epoch %d): %d of %d items to do",
             claim.job_id,
@@ -226,32 +259,32 @@ class Runner:
             extra={"event": "claimed", "job_id": claim.job_id, "epoch": claim.epoch, "pending": pending},
         )
 
-    def _job_tick(self) -> None:
-        claim = self.claim
-        assert claim is not None
+    def _jobs_tick(self) -> None:
+        if self.stopping:  # before reading results: those of the items in flight now are the drains'
+            self._drain_for_shutdown()
+        self._guarded(self._read_workers)
+        for held in list(self.held.values()):
+            self._guarded(self._renew_if_due, held)
+        self._guarded(self._requests)
+        if self.stopping:  # again: a signal may have come since
+            self._drain_for_shutdown()
+        elif len(self.held) < self.opts.max_jobs and time.monotonic() >= self._next["claim"]:
+            self._next["claim"] = time.monotonic() + CLAIM_EVERY_S
+            self._housekeep_if_due()
+            self._claim_one()
+        self._guarded(self.items.dispatch)
+        on = fairshare.workers_per_job(self.workers)
+        for held in list(self.held.values()):
+            held.claim.state["run"]["workers"] = on[held.job_id]  # written with the job's next state write
+            self._guarded(self._maybe_finish, held)
+
+    def _guarded(self, step: Any, *args: Any) -> None:
+        """Run one step of the loop; a lost lease ends the hold on that job only, a full disk pauses."""
         try:
-            if self.stopping:  # before reading results: those of the items in flight now are the drain's
-                self.drain.for_shutdown(self._stop_deadline)
-            for w in self.workers:
-                for msg in w.messages():
-                    load_error = self.items.on_message(claim, w, msg)
-                    if load_error is not None:  # the engine won't load: no item of this job can run
-                        self.last_error = load_error
-                        self.drain.start(JobStatus.FAILED, [], error=load_error)
-            failure = self.items.check_workers(claim)
-            if failure is not None:  # its workers cannot even start: the job cannot run here
-                self.last_error = failure
-                self.drain.start(JobStatus.FAILED, [], error=failure)
-            self._renew_if_due()
-            self.drain.own_requests(claim)
-            if self.stopping:  # again: a signal may have come since
-                self.drain.for_shutdown(self._stop_deadline)
-            if self.drain.state is None:
-                self.items.dispatch(claim)
-            self._maybe_finish()
+            step(*args)
         except LeaseLost as e:
             log.warning("%s: stopping work on this job without committing", e)
-            self._abandon()
+            self._abandon(e.job_id)
         except StoreBusy as e:
             log.warning("%s; trying again", e)
         except OSError as e:
@@ -259,75 +292,101 @@ class Runner:
                 raise
             self._on_disk_full(e)
 
-    # -- the job as a whole -----------------------------------------------------------------
-    def _renew_if_due(self) -> None:
-        assert self.claim is not None
-        # monotonic, so a wall-clock jump can neither stop the renewals nor let the lease lapse
-        if time.monotonic() - self.claim.renewed >= self.claim.lease_s / 3:
-            lease.save(self.store, self.claim, renew=True)
+    def _read_workers(self) -> None:
+        for w in self.workers:
+            for msg in w.messages():
+                failed = self.items.on_message(w, msg)
+                if failed is not None:  # the engine won't load: no item of this job can run
+                    self._fail(*failed)
+        for job_id, why in self.items.check_workers():  # its workers cannot even start: not here
+            self._fail(job_id, why)
 
-    def _maybe_finish(self) -> None:
-        assert self.claim is not None
-        busy = self.items.busy()
-        if self.drain.state is not None:
-            target, deadline, requests = self.drain.state
+    def _fail(self, job_id: str | None, why: str) -> None:
+        """End ``job_id`` (None: every held job) as failed, at once."""
+        self.last_error = why
+        for held in list(self.held.values()):
+            if job_id is None or held.job_id == job_id:
+                held.drain.start(JobStatus.FAILED, [], error=why)
+
+    def _requests(self) -> None:
+        """Requests for the held jobs, applied at item boundaries, at most every 0.5 s."""
+        now = time.monotonic()
+        if now < self._next["requests"]:
+            return
+        self._next["requests"] = now + 0.5
+        mine = apply_requests(self.store, own_jobs=set(self.held))
+        for held in list(self.held.values()):
+            held.drain.own_requests(held.claim, [(p, r) for p, r in mine if r.get("job_id") == held.job_id])
+
+    def _drain_for_shutdown(self) -> None:
+        for held in self.held.values():
+            held.drain.for_shutdown(self._stop_deadline)
+
+    # -- one job as a whole -------------------------------------------------------------------
+    def _renew_if_due(self, held: Held) -> None:
+        claim = held.claim
+        # monotonic, so a wall-clock jump can neither stop the renewals nor let the lease lapse
+        if time.monotonic() - claim.renewed >= claim.lease_s / 3:
+            lease.save(self.store, claim, renew=True)
+
+    def _maybe_finish(self, held: Held) -> None:
+        busy = self.items.busy(held.job_id)
+        if held.drain.state is not None:
+            target, deadline, requests = held.drain.state
             if busy and time.monotonic() < deadline:
                 return
             for w in busy:  # abandoned: their items stay pending for whoever runs the job next
-                w.restart()
-            error = self.drain.error if target == JobStatus.FAILED else None
-            self._end(target, error)
+                self.items.restart(w, held.job_id)
+            error = held.drain.error if target == JobStatus.FAILED else None
+            self._end(held, target, error)
             for p in requests:
                 p.unlink(missing_ok=True)
             return
-        if busy or self.items.pending:
+        if busy or held.pending:
             return
-        status = lease.settle(self.store, self.claim)  # from the valid result files, not running counts
+        status = lease.settle(self.store, held.claim)  # from the valid result files, not running counts
         if status is None:  # a result was damaged or forged since the claim: redo its item
-            self.items.load(self.claim.job_id, self.items.spec)
-            if self.items.pending:
+            held.load(self.store)
+            if held.pending:
                 return
-            status = lease.final_status(self.claim.state["progress"])
-        self._end(status)
+            status = lease.final_status(held.claim.state["progress"])
+        self._end(held, status)
 
-    def _end(self, status: JobStatus, error: str | None = None) -> None:
-        assert self.claim is not None
-        p = self.claim.state["progress"]
+    def _end(self, held: Held, status: JobStatus, error: str | None = None) -> None:
+        claim = held.claim
+        p = claim.state["progress"]
         if status in (JobStatus.FAILED, JobStatus.COMPLETED_WITH_ERRORS) and error is None:
             error = f"{p.get('failed', 0)} item(s) failed, {p.get('timed_out', 0)} timed out"
-        lease.finish(self.store, self.claim, status, error)
+        self.held.pop(claim.job_id, None)
+        lease.finish(self.store, claim, status, error)
         log.info(
             "job %s: %s",
-            self.claim.job_id,
+            claim.job_id,
             status.value,
-            extra={"event": "job_" + status.value, "job_id": self.claim.job_id, "error": error},
+            extra={"event": "job_" + status.value, "job_id": claim.job_id, "error": error},
         )
-        self.claim, self.drain.state = None, None
-        self.items.clear()
-        self.drain.error = None
 
-    def _abandon(self) -> None:
+    def _abandon(self, job_id: str) -> None:
+        """The lease on ``job_id`` is lost: its items in flight are dropped, nothing of it is committed."""
+        self.held.pop(job_id, None)
         for w in self.workers:
-            if w.task is not None:
-                w.restart()
-        self.claim, self.drain.state = None, None
-        self.items.clear()
+            if any(t.job_id == job_id for t in w.tasks):
+                self.items.restart(w, job_id)
 
     def _on_disk_full(self, e: OSError) -> None:
-        assert self.claim is not None
         reason = f"disk full in {self.store.root}: {e.strerror}; free space, then `resume` the job"
         self.last_error = reason
         log.error("%s", reason)
         for w in self.workers:
             if w.task is not None:
                 w.restart()
-        self._reserve.release()  # room for the small write that records the pause
-        try:
-            lease.finish(self.store, self.claim, JobStatus.PAUSED, error=reason, reason="disk_full")
-        except (OSError, LeaseLost) as e2:
-            log.error("could not even record the pause (%s); the lease will expire and the job be retried", e2)
-        self.claim, self.drain.state = None, None
-        self.items.clear()
+        self._reserve.release()  # room for the small writes that record the pauses
+        for held in list(self.held.values()):
+            self.held.pop(held.job_id, None)
+            try:
+                lease.finish(self.store, held.claim, JobStatus.PAUSED, error=reason, reason="disk_full")
+            except (OSError, LeaseLost) as e2:
+                log.error("could not even record the pause (%s); the lease will expire and the job be retried", e2)
 
     # -- bookkeeping --------------------------------------------------------------------------
     def _write_heartbeat(self) -> None:
@@ -335,11 +394,11 @@ class Runner:
         self._reserve.keep()  # see jobs/runner/reserve.py
 
     def _shutdown(self) -> None:
-        if self.claim is not None:
+        for held in list(self.held.values()):
             try:
-                self._end(JobStatus.QUEUED)
+                self._end(held, JobStatus.QUEUED)
             except (LeaseLost, OSError) as e:
-                log.warning("could not hand the job back: %s", e)
+                log.warning("could not hand job %s back: %s", held.job_id, e)
         for w in self.workers:
             w.stop()
         self.telemetry.close()

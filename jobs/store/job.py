@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import secrets
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,6 +76,8 @@ class Job:
             "current": p.get("current"),
             "items_per_s": round(rate, 3) if rate else None,
             "eta_s": round(eta, 1) if eta is not None else None,
+            # workers on it now: its runner shares them among the jobs it holds (jobs/runner/fairshare.py)
+            "workers": run.get("workers") if self.status == JobStatus.RUNNING else None,
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -113,3 +116,9 @@ def item_shape_ok(item: Any, n: int) -> bool:
         and isinstance(item.get("path", ""), str)
         and isinstance(item.get("page"), int | None)
     )
+
+
+def queue_places(jobs: Iterable[Job]) -> dict[str, int]:
+    """Each queued job's place in line (1 = next): runners claim by priority (higher first), then the oldest."""
+    waiting = sorted((j for j in jobs if j.status == JobStatus.QUEUED), key=lambda j: (-j.priority, j.created_at))
+    return {j.id: n for n, j in enumerate(waiting, 1)}

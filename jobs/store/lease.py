@@ -14,6 +14,7 @@ import os
 import secrets
 import time
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -99,43 +100,56 @@ def index_of(store: Store) -> QueueIndex:
     return index
 
 
-def claim_next(store: Store, runner_id: str, lease_s: float, max_attempts: int) -> Claim | None:
+def claim_next(
+    store: Store, runner_id: str, lease_s: float, max_attempts: int, accept: Callable[[Job], bool] | None = None
+) -> Claim | None:
     """Claim the highest-priority, oldest claimable job: queued, or running with an expired lease
     (see :class:`LeaseWatch`: a lease first seen now is only taken over one lease period later).
+    ``accept``: a runner's own say (a job for the other kind of worker pool waits for a later claim).
 
     Candidates come from the journal-fed heap and the watched running jobs, never from a listing
     of every job; each is re-read under its lock before it is taken."""
     watch, index = watch_of(store), index_of(store)
+    passed: list[tuple[int, float, str]] = []  # candidates ``accept`` declined: back in the heap after
     with index.mutex:
         index.rescan_if_due()
         with store.locked():
             index.follow()
             _watch_running(store, index, watch, lease_s)
-            while (top := index.pop()) is not None:
-                job_id = top[2]
-                try:
-                    with store.locked(job_id):
-                        job = _fresh(store, job_id)
-                        if job.status == JobStatus.RUNNING:
-                            index.running.add(job_id)
-                        if not is_claimable(job, watch, lease_s):
-                            continue
-                        claim = _take(store, job, runner_id, lease_s, max_attempts, wall())
-                except JobDamaged as e:  # a job.lock that is a symlink or a FIFO, a damaged job.json
-                    if job_id not in index.damaged:
-                        index.damaged.add(job_id)
-                        log.warning("skipping job %s: %s", job_id, e, extra={"event": "job_skipped", "job_id": job_id})
-                    continue
-                except JobNotFound:
-                    continue
-                except PermissionError as e:  # another user's job this runner cannot open (jobs/store/perms.py)
-                    perms.warn_once("claim", job_id, "cannot claim job %s, skipped: %s", job_id, e)
-                    continue
-                except StoreBusy:
-                    index.push(job_id, -top[0], top[1])  # still a candidate for the next poll
-                    raise
-                if claim is not None:
-                    return claim
+            try:
+                while (top := index.pop()) is not None:
+                    job_id = top[2]
+                    try:
+                        with store.locked(job_id):
+                            job = _fresh(store, job_id)
+                            if job.status == JobStatus.RUNNING:
+                                index.running.add(job_id)
+                            if not is_claimable(job, watch, lease_s):
+                                continue
+                            if accept is not None and not accept(job):
+                                passed.append(top)
+                                continue
+                            claim = _take(store, job, runner_id, lease_s, max_attempts, wall())
+                    except JobDamaged as e:  # a job.lock that is a symlink or a FIFO, a damaged job.json
+                        if job_id not in index.damaged:
+                            index.damaged.add(job_id)
+                            log.warning(
+                                "skipping job %s: %s", job_id, e, extra={"event": "job_skipped", "job_id": job_id}
+                            )
+                        continue
+                    except JobNotFound:
+                        continue
+                    except PermissionError as e:  # another user's job this runner cannot open (jobs/store/perms.py)
+                        perms.warn_once("claim", job_id, "cannot claim job %s, skipped: %s", job_id, e)
+                        continue
+                    except StoreBusy:
+                        passed.append(top)  # still a candidate for the next poll
+                        raise
+                    if claim is not None:
+                        return claim
+            finally:
+                for priority, created, job_id in passed:
+                    index.push(job_id, -priority, created)
     return None
 
 
@@ -208,7 +222,8 @@ def _check_fence(store: Store, claim: Claim) -> dict[str, Any]:
     ):
         raise LeaseLost(
             f"job {claim.job_id}: lease epoch {claim.epoch} of {claim.runner_id} is no longer current "
-            f"(now {disk.get('status')}, epoch {lease.get('epoch', disk.get('epoch'))})"
+            f"(now {disk.get('status')}, epoch {lease.get('epoch', disk.get('epoch'))})",
+            claim.job_id,
         )
     return disk
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -32,15 +33,15 @@ TARGET = {
 }
 
 
-def apply_requests(store: Store, own_job: str | None = None) -> list[tuple[Path, dict[str, Any]]]:
-    """Apply every request that is ours to apply; return (unapplied) requests for ``own_job``."""
+def apply_requests(store: Store, own_jobs: Collection[str] = ()) -> list[tuple[Path, dict[str, Any]]]:
+    """Apply every request that is ours to apply; return (unapplied) requests for the jobs we hold."""
     mine = []
     watch = watch_of(store)
     for path, req in store.as_runner().pending_requests():  # a runner's: sets bad request files aside
         job_id = req.get("job_id", "")
         if _refused(store, path, job_id, req):
             continue
-        if job_id == own_job:
+        if job_id in own_jobs:
             mine.append((path, req))
             continue
         try:

@@ -94,6 +94,7 @@ def _spec(v: Any) -> bool:
                 "pdf_text": lambda v: v in ("auto", "ocr", "text"),
                 "name": STR,
                 "submitted_by": STR,
+                "max_workers": INT,
             },
             ("engine", "engine_options", "item_timeout", "retries", "max_attempts", "dpi"),
         )
@@ -163,7 +164,7 @@ def check_request(obj: Any) -> str | None:
 
 def _worker(v: Any) -> bool:
     nums = {k: NUM for k in ("item_started_at", "loading_since", "cpu_percent", "rss_bytes")}
-    return _fields(v, {}, {"item": INT, "pid": INT, "slot": INT, **nums}) is None
+    return _fields(v, {}, {"item": INT, "pid": INT, "slot": INT, "job": STR, **nums}) is None
 
 
 def _current(v: Any) -> bool:
@@ -208,7 +209,9 @@ def check_heartbeat(obj: Any) -> str | None:
             "interval_s": NUM,
             "grace_s": NUM,
             "job": STR,
+            "jobs": _list_of(lambda j: type(j) is str),
             "current": _current,
+            "per_job": lambda d: type(d) is dict and all(_current(c) for c in d.values()),
             "workers": _list_of(_worker),
             "counters": _counts,
             "recent": _counts,
