@@ -80,6 +80,18 @@ class Items:
         self._give_back([t for t in w.tasks if t.job_id != job_id])
         w.restart()
 
+    def make_room(self, joined: Held) -> None:
+        """A job just joined: take back tasks queued behind running ones (decode-ahead, not started) on as
+        many workers as it has items, those whose running task began first, so its items go next instead of
+        after them. Their workers answer ``dropped`` and the items go back to the front of their jobs."""
+        want = len(joined.pending)
+        full = [w for w in self.workers if len(w.tasks) == DEPTH and not w.tasks[-1].running]
+        full.sort(key=lambda w: w.tasks[0].started if w.tasks[0].started is not None else float("inf"))
+        for w in full[:want]:
+            queued = w.tasks[-1]
+            if (held := self.held.get(queued.job_id)) is not None and held.pass_ >= joined.pass_:
+                w.drop(queued.task_id)
+
     # -- out -----------------------------------------------------------------------------
     def dispatch(self) -> None:
         """Fill each worker up to its depth: idle workers first, then a second task to decode ahead."""

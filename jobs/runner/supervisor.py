@@ -43,7 +43,7 @@ from jobs.store.store import Job, Store
 
 log = logging.getLogger("ocrjobs.runner")
 #: How often a runner holding jobs looks for another to hold (a new job starts within this).
-CLAIM_EVERY_S = 0.25
+CLAIM_EVERY_S = 0.1
 
 
 @dataclass
@@ -247,6 +247,7 @@ class Runner:
             return
         fairshare.join(held, self.held.values())
         self.held[claim.job_id] = held
+        self.items.make_room(held)
         self.items.respawn.new_job(self.workers)  # each job gets its own tries at starting workers
         self.telemetry.on_claim(claim.job_id, held.item_timeout)
         pending = len(held.pending)
