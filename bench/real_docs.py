@@ -93,7 +93,7 @@ def generated_pages(work: Path, rng: random.Random, quick: bool) -> list[Page]:
         return []
     out = []
     for subset, kind in (("cjk", "chinese"), ("mixed", "mixed")):
-        for n in range(1 if quick else 3):
+        for n in range(1 if quick else 6):
             path = work / f"{subset}-{n}.png"
             s = make_page(path, kind, rng, speckle=n % 2 == 0, rotate=0.0 if n % 2 == 0 else rng.choice((-1.0, 1.0)))
             with Image.open(path) as im:

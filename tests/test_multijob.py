@@ -135,3 +135,19 @@ def test_jobs_of_two_engines_share_one_worker_without_thrashing_model_loads(
     assert commits_per_index(state, second) == Counter(range(30))
     loads = runners.log(runner).count(" loaded ")
     assert 2 <= loads <= 4, runners.log(runner)  # each engine at least once; a switch only every >= 5 s
+
+
+def test_a_busy_runner_leaves_a_new_job_to_an_idle_runner_on_the_same_folder(
+    state: Path, tmp_path: Path, runners: Runners
+) -> None:
+    big = sleepy(state, images(tmp_path / "big", 100), 0.2)
+    busy = runners.start(state, "--workers", "1")
+    wait_status(state, big, "running")
+    runners.start(state, "--workers", "1")
+    wait_for(lambda: len(list((state / "runners").glob("*.json"))) == 2, 30, what="the second runner's heartbeat")
+    time.sleep(1)  # the busy runner has read the idle one's heartbeat
+    small = sleepy(state, images(tmp_path / "small", 1, base=500), 0.2)
+    wait_status(state, small, "succeeded", timeout=20)
+    by = {e["runner"] for j in (big, small) for e in events(state, j) if e["event"] == "claimed"}
+    assert len(by) == 2, by  # each job on its own runner: the idle one took the small job
+    assert busy.poll() is None

@@ -75,20 +75,22 @@ class AutoEngine(Engine):
 
     def _routed(self, image: Image.Image) -> dict[str, Any]:
         assert self._latin is not None
-        first, ink = None, Ink(image)
-        if self._last == "latin" and not ink.looks_cjk():
-            clean = ink.despeckled()
-            first = self._latin.page(clean, PSM_AUTO)
-            if confident_latin(*first, self._latin.word_confidences()):
-                return self._latin_result(clean, first)
-            if self.stop_requested():
-                raise TimeoutError("stopped at the item timeout after the first (Latin) pass")
+        first = None
+        if self._last == "latin":  # the ink is looked at only here: after a CJK page, RapidOCR goes first
+            ink = Ink(image)
+            if not ink.looks_cjk():
+                clean = ink.despeckled()
+                first = self._latin.page(clean, PSM_AUTO)
+                if confident_latin(*first, self._latin.word_confidences()):
+                    return self._latin_result(clean, first)
+                if self.stop_requested():
+                    raise TimeoutError("stopped at the item timeout after the first (Latin) pass")
         rgb, boxes = self._rapid_read(image)
         route = script_of([b["text"] for b in boxes])
         self._last = route
         if route == "latin":  # RapidOCR found no CJK: Tesseract's page layout reads it
             if first is None:
-                clean = ink.despeckled()
+                clean = Ink(image).despeckled()
                 first = self._latin.page(clean, PSM_AUTO)
             return self._latin_result(clean, first)
         for b in boxes:

@@ -82,9 +82,7 @@ def pick(w: Any, held: list[Held], workers: list[Any]) -> Held | None:
     """The job worker ``w`` serves next, or None (no job has items it may send to ``w``)."""
     on = workers_per_job(workers)
     ready = [
-        h
-        for h in held
-        if h.has_work() and (h.max_workers is None or on[h.job_id] < h.max_workers or _already_on(w, h))
+        h for h in held if h.has_work() and (h.max_workers is None or on[h.job_id] < h.max_workers or _already_on(w, h))
     ]
     if not ready:
         return None

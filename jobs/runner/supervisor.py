@@ -24,10 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from jobs import config
-from jobs.engines import allow
-from jobs.errors import Corrupt, EngineError, JobNotFound, LeaseLost, StoreBusy
-from jobs.runner import fairshare, pinning, sizing
-from jobs.runner.drain import Drain
+from jobs.errors import LeaseLost, StoreBusy
+from jobs.runner import fairshare, sizing
+from jobs.runner.admission import Admission, admit
 from jobs.runner.heartbeat import Telemetry
 from jobs.runner.held import Held
 from jobs.runner.items import Items
@@ -39,7 +38,7 @@ from jobs.store.housekeeping import housekeep
 from jobs.store.lease import Claim
 from jobs.store.requests import apply_requests
 from jobs.store.status import JobStatus
-from jobs.store.store import Job, Store
+from jobs.store.store import Store
 
 log = logging.getLogger("ocrjobs.runner")
 #: How often a runner holding jobs looks for another to hold (a new job starts within this).
@@ -105,6 +104,7 @@ class Runner:
         self.last_error: str | None = None
         self._next = {"heartbeat": 0.0, "housekeeping": 0.0, "requests": 0.0, "claim": 0.0}
         self._reserve = DiskReserve(self.store.runners_dir, self.id)
+        self.admission = Admission(self.store, self.id, self.shape)
 
     @property
     def counters(self) -> dict[str, int]:
@@ -197,7 +197,11 @@ class Runner:
         """Claim the best job this runner may take now, and start holding it. True if one was claimed."""
         try:
             claim = lease.claim_next(
-                self.store, self.id, self.opts.lease_s, config.DEFAULT_MAX_ATTEMPTS, accept=self._fits_pool
+                self.store,
+                self.id,
+                self.opts.lease_s,
+                config.DEFAULT_MAX_ATTEMPTS,
+                accept=lambda job: self.admission.accept(job, bool(self.held)),
             )
         except StoreBusy as e:
             log.warning("%s", e)
@@ -213,38 +217,15 @@ class Runner:
         self._start_job(claim)
         return True
 
-    def _fits_pool(self, job: Job) -> bool:
-        """While jobs are held, only jobs for the same worker plan (CPU or one per GPU) join them: the
-        pool is reshaped only between jobs (jobs/runner/pool.py's ``Shape``)."""
-        if not self.held or self.shape is None:
-            return True
-        return self.shape.kind_for(job.spec) == self.shape.kind
-
     def _start_job(self, claim: Claim) -> None:
-        job = self.store.get(claim.job_id)
-        try:  # job.json is anyone's to write: its engine is checked before any worker could import it
-            allow.resolve(job.spec.get("engine", config.DEFAULT_ENGINE))
-        except EngineError as e:
-            log.error("job %s: %s", claim.job_id, e)
-            lease.finish(self.store, claim, JobStatus.FAILED, str(e))
+        admitted = admit(self.store, claim, self.workers, self.opts.grace_s)
+        if admitted is None:
             return
-        changed = pinning.enforce(self.store, claim, job.spec)
-        if changed is not None:  # never mix two engines' output in one job without a user's say-so
-            log.warning("job %s paused: %s", claim.job_id, changed)
-            lease.finish(self.store, claim, JobStatus.PAUSED, changed, reason=pinning.PAUSE_REASON)
-            return
+        job, held = admitted
         if not self.held and self.shape is not None:
             if reshaped := self.shape.fit(self.workers, job.spec, self.store.root):
                 log.info("job %s: %s", claim.job_id, reshaped)  # one worker per GPU, or back to the CPU plan
                 self.items.respawn.forget()
-        held = Held(claim, job.spec, Drain(self.store, self.workers, self.opts.grace_s, claim.job_id))
-        held.base_priority = job.priority if type(job.priority) is int else 0
-        try:
-            held.load(self.store)
-        except (Corrupt, JobNotFound) as e:  # a hand-edited or damaged manifest: fail the job, not the runner
-            log.error("job %s: %s", claim.job_id, e)
-            lease.finish(self.store, claim, JobStatus.FAILED, f"the job's item list is unreadable ({e}); submit again")
-            return
         fairshare.join(held, self.held.values())
         self.held[claim.job_id] = held
         self.items.make_room(held)
