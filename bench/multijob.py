@@ -7,6 +7,9 @@ runner's throughput holding 1 job vs 8, side by side in one run.
   runner are the reference. Goal: busy p50 <= 1.5x idle p50.
 - Throughput: the same items as 1 job and as 8 jobs, through ``runner.py --once`` (2 workers, so 8 jobs
   are held at once): items/s from the first claim to the last finish. Goal: 8 jobs >= 0.97x 1 job.
+- Shared batches: an engine that takes 8 images per call and costs a fixed ``CALL_S`` per call (as a GPU
+  model does); the same items as 1 job and as 2-item jobs, 1 worker. Without batches shared across
+  jobs a 2-item job makes calls of 2 images. Goal: the small jobs >= 0.8x the one job's items/s.
 
     python -m bench.multijob [--quick]
 """
@@ -30,9 +33,11 @@ from bench.common import REPO, Row, goal_table, pct, run_once, submit
 from jobs.engines.allow import ALLOW_ENV
 from jobs.engines.base import Engine, Recognition
 
-os.environ[ALLOW_ENV] = ",".join(filter(None, [os.environ.get(ALLOW_ENV), "bench.multijob:SleepEngine"]))
+_PLUGINS = ["bench.multijob:SleepEngine", "bench.multijob:CallEngine"]
+os.environ[ALLOW_ENV] = ",".join(filter(None, [os.environ.get(ALLOW_ENV), *_PLUGINS]))
 ENGINE = ("--engine", "bench.multijob:SleepEngine")
 DELAY_S = 0.2
+CALL_S = 0.1
 
 
 class SleepEngine(Engine):
@@ -50,6 +55,20 @@ class SleepEngine(Engine):
             time.sleep(self.delay)
             out.append(Recognition(text=f"{im.width}x{im.height}", confidence=1.0))
         return out
+
+
+class CallEngine(SleepEngine):
+    """Takes 8 images per call and sleeps ``delay`` s per call, however many images it got."""
+
+    name = "call"
+
+    def load(self, device: str = "auto") -> None:
+        super().load(device)
+        self.max_batch = 8
+
+    def recognize(self, images: list[Image.Image]) -> list[Any]:
+        time.sleep(self.delay)
+        return [Recognition(text=f"{im.width}x{im.height}", confidence=1.0) for im in images]
 
 
 def inputs(folder: Path, n: int, base: int = 0) -> list[Path]:
@@ -116,14 +135,16 @@ def _until(pred: Any, timeout: float, what: str) -> None:
         time.sleep(0.02)
 
 
-def throughput(work: Path, items: int, jobs: int, delay: float) -> float:
+def throughput(
+    work: Path, items: int, jobs: int, delay: float, engine: tuple[str, str] = ENGINE, workers: int = 2
+) -> float:
     """Items/s through ``runner.py --once``: ``items`` as ``jobs`` equal jobs, first claim to last finish."""
     from jobs.store import Store
 
     state = work / "state"
     option = ("--engine-option", f"delay={delay}")
-    ids = [submit(state, inputs(work / f"in{j}", items // jobs, base=j * 1000), *ENGINE, *option) for j in range(jobs)]
-    run_once(state, "--workers", "2", "--max-jobs", "8")
+    ids = [submit(state, inputs(work / f"in{j}", items // jobs, base=j * 1000), *engine, *option) for j in range(jobs)]
+    run_once(state, "--workers", str(workers), "--max-jobs", "8")
     store = Store(state)
     started = min(store.read_state(j)["run"]["started_at"] for j in ids)
     ended = max(store.read_state(j)["finished_at"] for j in ids)
@@ -139,7 +160,14 @@ def measure(work: Path, quick: bool) -> dict[str, Any]:
     items, delay = (80, 0.02) if quick else (400, 0.05)
     one = throughput(work / "one", items, 1, delay)
     eight = throughput(work / "eight", items, 8, delay)
-    return {"busy": busy, "idle": idle, "one": one, "eight": eight, "n": n, "items": items, "delay": delay}
+    call = ("--engine", "bench.multijob:CallEngine")
+    small = 16 if quick else 64  # 2-item jobs; all but the last batch full only if jobs share them
+    big_one = throughput(work / "batch1", 2 * small, 1, CALL_S, call, workers=1)
+    smalls = throughput(work / "batch2", 2 * small, small, CALL_S, call, workers=1)
+    return {
+        **{"busy": busy, "idle": idle, "one": one, "eight": eight, "n": n, "items": items, "delay": delay},
+        **{"big_one": big_one, "smalls": smalls, "small": small},
+    }
 
 
 def report(m: dict[str, Any], quick: bool) -> str:
@@ -164,11 +192,21 @@ def report(m: dict[str, Any], quick: bool) -> str:
             ">= 0.97x",
             tput >= 0.97,
         ),
+        Row(
+            f"shared batches: {2 * m['small']} items as {m['small']} 2-item jobs vs as 1 job (batch 8, "
+            f"{CALL_S:g} s a call, 1 worker)",
+            f"{m['smalls']:.2f} items/s",
+            f"{m['big_one']:.2f} items/s",
+            f"{m['smalls'] / m['big_one']:.2f}x",
+            ">= 0.8x",
+            m["smalls"] / m["big_one"] >= 0.8,
+        ),
     ]
     head = "## Many jobs at once: a small job in a busy runner, 1 vs 8 jobs held\n\n"
     note = (
         f"\n\nOne runner, 2 workers, an engine sleeping {DELAY_S:g} s per item for the latency rows. "
-        "Latency is the job's own finished_at - created_at."
+        "Latency is the job's own finished_at - created_at. Shared batches: 8 jobs held (the default "
+        "--max-jobs); unshared, each 2-item job would make calls of 2 images: about 2/8 = 0.25x."
         + (" Quick run: small sizes." if quick else "")
     )
     return head + goal_table(rows) + note

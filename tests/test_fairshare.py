@@ -123,3 +123,18 @@ def test_a_draining_job_gets_no_worker() -> None:
     stopping = held("stopping")
     stopping.drain.state = ("cancelled", 0.0, [])  # type: ignore[assignment]
     assert fairshare.pick(Worker(), [stopping], []) is None
+
+
+def test_riders_are_the_other_jobs_of_the_same_engine_and_reading_options_lowest_pass_first() -> None:
+    lead, late, early = held("lead"), held("late"), held("early")
+    late.pass_, early.pass_ = 5.0, 1.0
+    other_engine, other_dpi, empty = held("e", engine="b"), held("d", dpi=150), held("empty", items=0)
+    jobs = [lead, late, early, other_engine, other_dpi, empty]
+    assert fairshare.riders(Worker(), lead, jobs, []) == [early, late]
+
+
+def test_a_job_at_its_worker_cap_rides_only_on_a_worker_it_is_already_on() -> None:
+    lead, capped = held("lead"), held("capped", max_workers=1)
+    elsewhere, here = Worker().busy_with(capped), Worker().busy_with(capped)
+    assert fairshare.riders(Worker(), lead, [lead, capped], [elsewhere, Worker()]) == []
+    assert fairshare.riders(here, lead, [lead, capped], [here]) == [capped]

@@ -73,6 +73,8 @@ class RayWorkerHandle:
     """One actor, seen by the supervisor as a worker. Never blocks: every Ray call here is
     submitted and its answer picked up on a later ``messages()`` with ``ray.wait(timeout=0)``."""
 
+    shares_batches = False  # its files are read from one job's folder and keyed by manifest path
+
     def __init__(self, slot: int, spec: ActorSpec, poll_wait_s: float = POLL_WAIT_S) -> None:
         self.ray = require_ray()
         self.slot, self.spec, self.poll_wait_s = slot, spec, poll_wait_s
@@ -156,8 +158,9 @@ class RayWorkerHandle:
         self.conn.close()
 
     # -- tasks ----------------------------------------------------------------------------------
-    def send_task(self, inflight: Any, payload: dict[str, Any]) -> None:
+    def send_task(self, inflight: Any, payload: dict[str, Any], riders: Any = ()) -> None:
         """Queue a task on the actor, with its items' input files read here on the head."""
+        assert not riders, "a Ray task carries one job's items (its files are read from one job folder)"
         if not self.tasks:
             inflight.started = time.monotonic()
         self.tasks.append(inflight)

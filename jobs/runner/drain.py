@@ -70,13 +70,14 @@ class Drain:
             self.error = error
         for w in self.workers:  # this job's tasks queued behind the running one go back to pending
             for task in list(w.tasks)[1:]:
-                if not task.running and task.job_id == self.job_id:
+                if not task.running and task.job_id == self.job_id and task.task_id != w.tasks[0].task_id:
                     w.drop(task.task_id)
         if target != JobStatus.FAILED:
             self.mark_in_flight()
-        if soft:
+        if soft:  # not a batch shared with other jobs: their items would end stopped too
             for w in self.workers:
-                if w.task is not None and w.task.job_id == self.job_id:
+                heads = {t.job_id for t in w.tasks if w.task is not None and t.task_id == w.task.task_id}
+                if heads == {self.job_id}:
                     w.soft_stop()
 
     def mark_in_flight(self) -> None:

@@ -15,6 +15,11 @@ switches, so no job starves. A worker that switched keeps its new engine for at 
 ``SWITCH_DWELL`` times its load time before it switches again, so at most about a quarter of a
 worker's time goes to loading however the jobs interleave.
 
+**Shared batches.** When the job a worker serves has fewer items left than the engine's batch, the
+rest of the batch is filled from other held jobs with the same engine and reading options
+(:func:`riders`, lowest pass first), each charged for its own items: many small jobs of one engine
+run at the batch size one big job would, not at one job's item count per engine call.
+
 **Limits.** A job's ``max_workers`` caps the workers on it; the runner's total stays ``--workers``.
 """
 
@@ -96,6 +101,20 @@ def pick(w: Any, held: list[Held], workers: list[Any]) -> Held | None:
         return best  # nothing left for its engine: switch
     starving = best.engine_key not in engine_holders(x for x in workers if x is not w)
     return best if starving and may_switch(w) else warm
+
+
+def riders(w: Any, lead: Held, held: Iterable[Held], workers: list[Any]) -> list[Held]:
+    """Other jobs whose items may fill the rest of ``lead``'s batch on ``w``, in the order to take them."""
+    on = workers_per_job(workers)
+    out = [
+        h
+        for h in held
+        if h is not lead
+        and h.batch_key == lead.batch_key
+        and h.has_work()
+        and (h.max_workers is None or on[h.job_id] < h.max_workers or _already_on(w, h))
+    ]
+    return sorted(out, key=lambda h: (h.pass_, h.claimed_at))
 
 
 def _already_on(w: Any, h: Held) -> bool:

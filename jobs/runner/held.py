@@ -53,6 +53,13 @@ class Held:
         return engine_key(self.spec)
 
     @property
+    def batch_key(self) -> str:
+        """Jobs with the same key may share a batch: one engine call, items read and retried alike."""
+        s = self.spec
+        reading = (int(s.get("dpi", config.DEFAULT_DPI)), s.get("pdf_text", "auto"))
+        return repr((self.engine_key, reading, int(s.get("retries", config.DEFAULT_RETRIES))))
+
+    @property
     def owner(self) -> str:
         return str(self.spec.get("submitted_by") or "")
 

@@ -17,7 +17,7 @@ from jobs import config
 from jobs.runner import fairshare
 from jobs.runner.heartbeat import Telemetry
 from jobs.runner.held import Held
-from jobs.runner.pool import InFlight, WorkerHandle
+from jobs.runner.pool import InFlight, WorkerHandle, depth, head_parts
 from jobs.runner.respawn import Respawner, describe_exit
 from jobs.store import lease
 from jobs.store.lease import Claim, log_event
@@ -37,10 +37,13 @@ class Items:
     gets its next task from the job the fair share picks (jobs/runner/fairshare.py). A task holds the
     items of one job; each result goes back to its task's job, fenced by that job's epoch.
 
-    Items go out in tasks of up to the engine's ``max_batch``. After a crash that cannot be pinned on
-    one item (a batch, or a task being decoded behind the running one) the items involved are
-    *suspects*: each runs alone, with nothing queued behind it, so that a second crash is charged to
-    the item that caused it and only a poison item is ever set aside.
+    Items go out in tasks of up to the engine's ``max_batch``; a job with fewer items left than that shares
+    its batch with other jobs of the same engine (``fairshare.riders``): one :class:`InFlight` per job, all
+    with the task's id, each result matched to its part by the job id the worker echoes.
+
+    After a crash that cannot be pinned on one item (a batch, or a task being decoded behind the running
+    one) the items involved are *suspects*: each runs alone, with nothing queued behind it, so that a
+    second crash is charged to the item that caused it and only a poison item is ever set aside.
     """
 
     def __init__(
@@ -85,7 +88,7 @@ class Items:
         many workers as it has items, those whose running task began first, so its items go next instead of
         after them. Their workers answer ``dropped`` and the items go back to the front of their jobs."""
         want = len(joined.pending)
-        full = [w for w in self.workers if len(w.tasks) == DEPTH and not w.tasks[-1].running]
+        full = [w for w in self.workers if depth(w.tasks) == DEPTH and not w.tasks[-1].running]
         full.sort(key=lambda w: w.tasks[0].started if w.tasks[0].started is not None else float("inf"))
         for w in full[:want]:
             queued = w.tasks[-1]
@@ -96,11 +99,11 @@ class Items:
     def dispatch(self) -> None:
         """Fill each worker up to its depth: idle workers first, then a second task to decode ahead."""
         jobs = list(self.held.values())
-        for depth in range(DEPTH):
+        for ahead in range(DEPTH):
             for w in self.workers:
-                if len(w.tasks) != depth or not w.can_take() or (w.tasks and self._is_solo(w.tasks[0])):
+                if depth(w.tasks) != ahead or not w.can_take() or (w.tasks and self._is_solo(w.tasks[0])):
                     continue
-                if depth:  # decode ahead only for the engine it has: its batch size decides the next task
+                if ahead:  # decode ahead only for the engine it has: its batch size decides the next task
                     if w.loading_since or w.loaded_key is None or w.tasks[0].engine_key != w.loaded_key:
                         continue  # (a head task of another engine: the worker is about to switch)
                     candidates = [h for h in jobs if h.engine_key == w.loaded_key]
@@ -110,10 +113,27 @@ class Items:
                 if held is None:
                     continue
                 known = w.loaded_key == held.engine_key and not w.loading_since
-                batch = self._next_batch(held, w.max_batch if known else 1, alone=not w.tasks)
-                if batch:
-                    fairshare.charge(held, len(batch), jobs)
-                    self._send(held, w, batch)
+                size = w.max_batch if known else 1
+                batch = self._next_batch(held, size, alone=not w.tasks)
+                if not batch:
+                    continue
+                fairshare.charge(held, len(batch), jobs)
+                parts = [(held, batch)]
+                if known and w.shares_batches and batch[-1]["index"] not in held.solo:
+                    parts += self._riders(w, held, size - len(batch), jobs)
+                self._send(w, parts)
+
+    def _riders(self, w: WorkerHandle, lead: Held, room: int, jobs: list[Held]) -> list[tuple[Held, list[Any]]]:
+        """Other jobs' items that fill the rest of ``lead``'s batch (jobs/runner/fairshare.py)."""
+        out: list[tuple[Held, list[Any]]] = []
+        for rider in fairshare.riders(w, lead, jobs, self.workers):
+            if room <= 0:
+                break
+            if extra := self._next_batch(rider, room, alone=False):
+                fairshare.charge(rider, len(extra), jobs)
+                out.append((rider, extra))
+                room -= len(extra)
+        return out
 
     def _is_solo(self, task: InFlight) -> bool:
         held = self.held.get(task.job_id)
@@ -134,30 +154,38 @@ class Items:
                 out.append(held.pending.popleft())
         return out
 
-    def _send(self, held: Held, w: WorkerHandle, batch: list[dict[str, Any]]) -> None:
-        spec, claim = held.spec, held.claim
+    def _send(self, w: WorkerHandle, parts: list[tuple[Held, list[dict[str, Any]]]]) -> None:
+        """One task: the first part's job leads (its options are the task's), the others ride along."""
+        spec = parts[0][0].spec
         task_id = next(self._task_ids)
-        w.send_task(
-            InFlight(claim.job_id, task_id, batch, claim.epoch, held.item_timeout, engine_key=held.engine_key),
-            {
-                "task_id": task_id,
-                "job_dir": str(self.store.job_dir(claim.job_id)),
-                "state_root": str(self.store.root),  # no engine is imported from in there (jobs/worker/core.py)
-                "items": batch,
-                "engine": spec.get("engine", config.DEFAULT_ENGINE),
-                "engine_options": spec.get("engine_options") or {},
-                "dpi": int(spec.get("dpi", config.DEFAULT_DPI)),
-                "pdf_text": spec.get("pdf_text", "auto"),  # jobs before it: auto
-                "retries": int(spec.get("retries", config.DEFAULT_RETRIES)),
-            },
-        )
+        flights = [
+            InFlight(h.job_id, task_id, batch, h.claim.epoch, h.item_timeout, engine_key=h.engine_key)
+            for h, batch in parts
+        ]
+        payload = {
+            "task_id": task_id,
+            "job_dir": str(self.store.job_dir(parts[0][0].job_id)),
+            "state_root": str(self.store.root),  # no engine is imported from in there (jobs/worker/core.py)
+            "items": [item for _, batch in parts for item in batch],
+            "engine": spec.get("engine", config.DEFAULT_ENGINE),
+            "engine_options": spec.get("engine_options") or {},
+            "dpi": int(spec.get("dpi", config.DEFAULT_DPI)),
+            "pdf_text": spec.get("pdf_text", "auto"),  # jobs before it: auto
+            "retries": int(spec.get("retries", config.DEFAULT_RETRIES)),
+        }
+        if len(parts) > 1:
+            payload["parts"] = [
+                {"job_id": h.job_id, "job_dir": str(self.store.job_dir(h.job_id)), "count": len(b)} for h, b in parts
+            ]
+        w.send_task(flights[0], payload, flights[1:])
 
     # -- back ----------------------------------------------------------------------------
     def on_message(self, w: WorkerHandle, msg: tuple[Any, ...]) -> tuple[str, str] | None:
         """Act on one message from worker ``w``. Returns (job id, error) if the engine would not load for
         that job's task: that fails the job, which is the Runner's to end (its items go back first)."""
         kind, now = msg[0], time.monotonic()
-        task = _find(w, msg[1]) if kind in ("decoded", "started", "attempt", "dropped") else None
+        by_task = kind in ("decoded", "started", "attempt", "dropped")
+        parts = [t for t in w.tasks if t.task_id == msg[1]] if by_task else []
         if kind == "loading":
             w.loading_since = now
         elif kind == "loaded":
@@ -166,8 +194,8 @@ class Items:
             w.loaded_key = w.task.engine_key if w.task else None
             w.loaded_at, w.load_s = now, float(msg[3])
             self.respawn.started(w)
-            if w.task:
-                w.task.started = now  # the task's clock starts once the model is in
+            for part in head_parts(w.tasks):
+                part.started = now  # the task's clock starts once the model is in
             log.info("worker %d loaded %s on %s in %.1f s (batch %d)", w.slot, msg[1], msg[2], msg[3], w.max_batch)
         elif kind == "load_error":
             log.error("%s", msg[1])
@@ -177,31 +205,35 @@ class Items:
             w.tasks.clear()
             if head is not None and self._own(head) is not None:
                 return head.job_id, msg[1]
-        elif kind == "decoded" and task:
-            task.decoded = True
-        elif kind == "started" and task:
-            task.running = True
-            if (held := self._own(task)) is not None:
-                first = task.items[0]
-                held.claim.state["progress"]["current"] = {
-                    "index": first["index"],
-                    "source": first["source"],
-                    "page": first.get("page"),
-                    "batch": len(task.items),
-                    "started_at": time.time(),
-                    "worker_pid": w.pid,
-                }
-        elif kind == "attempt" and task and msg[2] > 1:
-            task.started = now
-            for item in task.items:
-                log_event(self.store, task.job_id, "item_retry", index=item["index"], attempt=msg[2])
-        elif kind == "dropped" and task:
-            w.tasks.remove(task)
-            self._give_back([task])
+        elif kind == "decoded":
+            for task in parts:
+                task.decoded = True
+        elif kind == "started":
+            for task in parts:
+                task.running = True
+                if (held := self._own(task)) is not None:
+                    first = task.items[0]
+                    held.claim.state["progress"]["current"] = {
+                        "index": first["index"],
+                        "source": first["source"],
+                        "page": first.get("page"),
+                        "batch": sum(len(t.items) for t in parts),
+                        "started_at": time.time(),
+                        "worker_pid": w.pid,
+                    }
+        elif kind == "attempt" and msg[2] > 1:
+            for task in parts:
+                task.started = now
+                for item in task.items:
+                    log_event(self.store, task.job_id, "item_retry", index=item["index"], attempt=msg[2])
+        elif kind == "dropped" and parts:
+            for task in parts:
+                w.tasks.remove(task)
+            self._give_back(parts)
             _advance(w)
         elif kind == "result":
-            index = int(msg[1]["index"])
-            task = next((t for t in w.tasks if index in t.left), None)
+            index, job = int(msg[1]["index"]), msg[1].pop("job_id", None)  # job: a shared batch's (workers say)
+            task = next((t for t in w.tasks if index in t.left and job in (None, t.job_id)), None)
             if task is None:
                 return None  # a stale result: for an item given up on
             task.left.discard(index)
@@ -257,25 +289,29 @@ class Items:
                 if head.started is None:
                     head.started = now
                 elapsed = now - head.started
-                if elapsed > head.deadline_s:
+                if elapsed > sum(t.deadline_s for t in head_parts(w.tasks)):
                     w.soft_stop()
-                if elapsed > head.deadline_s + self.grace_s:
+                if elapsed > sum(t.deadline_s for t in head_parts(w.tasks)) + self.grace_s:
                     self._on_timeout(w, elapsed)
         return failures
 
     def _on_timeout(self, w: WorkerHandle, elapsed: float) -> None:
         """A lone item past its deadline is timed out; a batch's items are tried again, each alone."""
-        head, *rest = list(w.tasks)
+        heads = head_parts(w.tasks)
+        rest = [t for t in w.tasks if t.task_id != heads[0].task_id]
         w.restart()
         self._give_back(rest)
-        held = self._own(head)
-        if held is None:
-            return
+        batch = sum(len(t.items) for t in heads)
+        for head in heads:
+            if (held := self._own(head)) is not None:
+                self._timed_out(held, head, batch, elapsed)
+
+    def _timed_out(self, held: Held, head: InFlight, batch: int, elapsed: float) -> None:
         left = [i for i in head.items if i["index"] in head.left]
         if head.drained:  # the job is being wound down: the item is left for whoever runs the job next
             self._stopped(held, head, left)
             return
-        if len(head.items) > 1:
+        if batch > 1:
             log_event(self.store, head.job_id, "batch_timed_out", indices=[i["index"] for i in left])
             held.requeue(left, solo=True)
             return
@@ -290,14 +326,13 @@ class Items:
 
     def _on_crash(self, w: WorkerHandle, why: str) -> None:
         """Charge the crash to the item if it is the only one that can have caused it; else make suspects."""
+        head_id = w.tasks[0].task_id if w.tasks else None
         tasks = [t for t in w.tasks if self._own(t) is not None]
         log.warning("worker %d (pid %d): %s", w.slot, w.pid, why)
         w.restart()
-        if not tasks:
-            return
         # the head ran (or loaded); a task behind it that was still being decoded may be the culprit too
-        suspects = [tasks[0], *(t for t in tasks[1:] if not t.decoded)]
-        self._give_back([t for t in tasks[1:] if t.decoded])
+        suspects = [t for t in tasks if t.task_id == head_id or not t.decoded]
+        self._give_back([t for t in tasks if t.task_id != head_id and t.decoded])
         left = [(t, i) for t in suspects for i in t.items if i["index"] in t.left]
         if len(left) != 1:
             for job_id in dict.fromkeys(t.job_id for t, _ in left):  # each runs alone next: a second crash
@@ -355,11 +390,8 @@ class Items:
             self.telemetry.on_commit(claim.job_id, result)
 
 
-def _find(w: WorkerHandle, task_id: Any) -> InFlight | None:
-    return next((t for t in w.tasks if t.task_id == task_id), None)
-
-
 def _advance(w: WorkerHandle) -> None:
     """The next task is now the head: its clock starts."""
-    if w.task is not None and w.task.started is None:
-        w.task.started = time.monotonic()
+    for part in head_parts(w.tasks):
+        if part.started is None:
+            part.started = time.monotonic()

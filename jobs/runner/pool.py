@@ -14,6 +14,7 @@ import logging
 import multiprocessing as mp
 import time
 from collections import deque
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -59,8 +60,28 @@ class InFlight:
         return self.items[0]
 
 
+def depth(tasks: Iterable[InFlight]) -> int:
+    """How many tasks (batches) a worker holds: the parts of a shared batch are one task."""
+    return len({t.task_id for t in tasks})
+
+
+def head_parts(tasks: Sequence[InFlight]) -> list[InFlight]:
+    """The parts of the head task: one per job whose items ride in the batch the engine runs."""
+    return [t for t in tasks if t.task_id == tasks[0].task_id] if tasks else []
+
+
+def room(workers: Iterable[Any]) -> int:
+    """Items the workers could take now: a free task slot holds a batch of its loaded engine's size."""
+    return sum(max(1, w.max_batch) * (DEPTH - depth(w.tasks)) for w in workers if w.can_take())
+
+
 class WorkerHandle:
-    """One long-lived worker process. All times are monotonic (immune to wall-clock jumps)."""
+    """One long-lived worker process. All times are monotonic (immune to wall-clock jumps).
+
+    A task may carry the items of several jobs with the same engine (``shares_batches``): one
+    :class:`InFlight` per job, all with the task's id, in ``tasks`` one after the other."""
+
+    shares_batches = True
 
     def __init__(self, slot: int, device: str, hb_interval: float, env: dict[str, str] | None = None) -> None:
         self.slot, self.device, self.hb_interval = slot, device, hb_interval
@@ -116,15 +137,16 @@ class WorkerHandle:
         return bool(self.proc.is_alive())
 
     def can_take(self) -> bool:
-        return len(self.tasks) < DEPTH and self.alive()
+        return depth(self.tasks) < DEPTH and self.alive()
 
-    def send_task(self, inflight: InFlight, payload: dict[str, Any]) -> None:
-        """Hand over a task. A worker that died since it was last seen is noticed by the
-        supervisor's liveness check, which then treats the task like any other crash."""
+    def send_task(self, inflight: InFlight, payload: dict[str, Any], riders: Sequence[InFlight] = ()) -> None:
+        """Hand over a task (``riders``: the other jobs' parts of a shared batch). A worker that died since
+        it was last seen is noticed by the supervisor's liveness check, which treats the task as a crash."""
         assert self.conn is not None
         if not self.tasks:
-            inflight.started = time.monotonic()
-        self.tasks.append(inflight)
+            for part in (inflight, *riders):
+                part.started = time.monotonic()
+        self.tasks.extend((inflight, *riders))
         try:
             self.conn.send(("task", payload))
         except OSError:

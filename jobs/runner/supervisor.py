@@ -30,7 +30,7 @@ from jobs.runner.admission import Admission, admit
 from jobs.runner.heartbeat import Telemetry
 from jobs.runner.held import Held
 from jobs.runner.items import Items
-from jobs.runner.pool import Shape
+from jobs.runner.pool import Shape, room
 from jobs.runner.reserve import DiskReserve
 from jobs.store import lease, shared_folder
 from jobs.store.atomic import is_disk_full
@@ -217,6 +217,16 @@ class Runner:
         self._start_job(claim)
         return True
 
+    def _claim_while_room(self) -> None:
+        """Claim a job, and more at once while the held jobs' items would leave workers idle: many small
+        jobs then fill the batches together (jobs/runner/fairshare.py), yet a runner never claims more
+        than it can start on now, so runners beside it on the same folder get their share."""
+        for _ in range(self.opts.max_jobs):
+            if len(self.held) >= self.opts.max_jobs or not self._claim_one():
+                return
+            if sum(len(h.pending) for h in self.held.values() if h.has_work()) >= room(self.workers):
+                return
+
     def _start_job(self, claim: Claim) -> None:
         admitted = admit(self.store, claim, self.workers, self.opts.grace_s)
         if admitted is None:
@@ -253,7 +263,7 @@ class Runner:
         elif len(self.held) < self.opts.max_jobs and time.monotonic() >= self._next["claim"]:
             self._next["claim"] = time.monotonic() + CLAIM_EVERY_S
             self._housekeep_if_due()
-            self._claim_one()
+            self._claim_while_room()
         self._guarded(self.items.dispatch)
         on = fairshare.workers_per_job(self.workers)
         for held in list(self.held.values()):
@@ -340,6 +350,7 @@ class Runner:
         if status in (JobStatus.FAILED, JobStatus.COMPLETED_WITH_ERRORS) and error is None:
             error = f"{p.get('failed', 0)} item(s) failed, {p.get('timed_out', 0)} timed out"
         self.held.pop(claim.job_id, None)
+        self._next["claim"] = 0.0  # a place is free: the next job need not wait for the claim clock
         lease.finish(self.store, claim, status, error)
         log.info(
             "job %s: %s",

@@ -36,16 +36,29 @@ class _WrongCount(RuntimeError):
     pass
 
 
+def item_jobs(task: dict[str, Any]) -> list[tuple[str | None, Path]]:
+    """(job id, job folder) of each item, in order. A shared batch (jobs/runner/fairshare.py) says which
+    job each run of items belongs to in ``parts``, written by the runner; an item's own keys come from
+    a manifest in the shared folder and are never trusted to say which job folder to read from."""
+    parts = task.get("parts")
+    if not parts:
+        return [(None, Path(task.get("job_dir", ".")))] * len(task["items"])
+    out = [(str(p["job_id"]), Path(p["job_dir"])) for p in parts for _ in range(int(p["count"]))]
+    if len(out) != len(task["items"]):
+        raise ValueError(f"task {task.get('task_id')}: its parts count {len(out)} items, it has {len(task['items'])}")
+    return out
+
+
 def decode_task(task: dict[str, Any]) -> list[Any]:
     """Each item's image, or the exception that kept it from being read (kept, not raised)."""
     from jobs.intake.decode import load_item
     from jobs.intake.textlayer import text_layer_result
 
     out: list[Any] = []
-    for item in task["items"]:
+    for item, (_, job_dir) in zip(task["items"], item_jobs(task), strict=True):
         try:  # a PDF page whose text layer covers it is read from it: a finished result, no image
-            done = text_layer_result(Path(task["job_dir"]), item, task["dpi"], task.get("pdf_text", "auto"))
-            out.append(done if done is not None else load_item(Path(task["job_dir"]), item, task["dpi"]))
+            done = text_layer_result(job_dir, item, task["dpi"], task.get("pdf_text", "auto"))
+            out.append(done if done is not None else load_item(job_dir, item, task["dpi"]))
         except Exception as e:  # noqa: BLE001 - a decode failure is that item's result
             out.append(e)
     return out
@@ -88,8 +101,9 @@ def recognize_task(
             "source": it["source"],
             "page": it.get("page"),
             "device": str(getattr(engine, "device", device)),
+            **({"job_id": job_id} if job_id is not None else {}),  # a shared batch: whose item it is
         }
-        for it in items
+        for it, (job_id, _) in zip(items, item_jobs(task), strict=True)
     ]
     results: list[dict[str, Any] | None] = [None] * len(items)
     good = []
