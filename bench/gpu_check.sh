@@ -31,11 +31,14 @@ from PIL import Image, ImageDraw
 device, items = os.environ["DEVICE"], int(os.environ["ITEMS"])
 work = Path(tempfile.mkdtemp(prefix="gpu_check-"))
 builders = []
-for module in ("tests.hf_tiny", "tests.hf_tiny_vlm"):
+for module in ("tests.hf_tiny", "tests.hf_tiny_vlm", "tests.hf_tiny_ppocr"):
     try:
         mod = importlib.import_module(module)
     except ImportError as e:
         print(f"({module} not available: {e})", file=sys.stderr)
+        continue
+    if module == "tests.hf_tiny_ppocr":  # detection + recognition: two folders, one "ppocr" row
+        builders.append(("ppocr", lambda dest, m=mod: {"det": m.build_det(dest / "det"), "rec": m.build_rec(dest / "rec")}))
         continue
     builders += [(name[len("build_"):], getattr(mod, name)) for name in sorted(vars(mod)) if name.startswith("build_")]
 
@@ -63,10 +66,16 @@ for family, build in builders:
     except Exception as e:  # a family whose processor needs what this machine lacks (torchvision...)
         rows.append((family, "-", "build failed", f"{type(e).__name__}: {str(e)[:80]}"))
         continue
-    sub = run("-m", "jobs", "--state", str(state), "submit", *pages,
-              "--engine", "transformers", "--model", str(model), "--json",
-              # tiny models have few positions; page families would otherwise generate thousands of tokens
-              "--engine-option", f"max_new_tokens={os.environ.get('NEW_TOKENS', '16')}")
+    if family == "ppocr":
+        engine = ["--engine", "ppocr", "--engine-option", f"det_model={model['det']}",
+                  "--engine-option", f"rec_model={model['rec']}"]
+    else:
+        engine = ["--engine", "transformers", "--model", str(model),
+                  # tiny models have few positions; page families would otherwise generate thousands of tokens
+                  "--engine-option", f"max_new_tokens={os.environ.get('NEW_TOKENS', '16')}"]
+        if family == "deepseek_ocr_remote":  # DeepSeek-OCR v1 ships its own code: only run when trusted
+            engine.append("--trust-remote-code")
+    sub = run("-m", "jobs", "--state", str(state), "submit", *pages, *engine, "--json")
     if sub.returncode:
         rows.append((family, "-", "submit refused", (sub.stderr or sub.stdout).strip().splitlines()[-1][:100]))
         continue

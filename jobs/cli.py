@@ -204,8 +204,26 @@ def _summary(job: Job) -> str:
     by = f"  by {safe(job.submitted_by)}" if job.submitted_by else ""
     return (
         f"{job.id}  {job.status.value:<21} {p['committed']:>5}/{p['total']:<5} "
-        f"done {p['done']} failed {p['failed']} timed out {p['timed_out']}  engine {job.spec.get('engine')}{by}{named}"
+        f"done {p['done']} failed {p['failed']} timed out {p['timed_out']}  engine {job.spec.get('engine')}"
+        f"  submitted {_when(job.created_at)}{by}{named}"
     )
+
+
+def _when(t: object) -> str:
+    """A time with its date and zone, as this machine's clock reads it."""
+    return time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(t)) if isinstance(t, int | float) else "-"
+
+
+def _times(job: Job) -> str:
+    started, finished = job.state.get("started_at"), job.state.get("finished_at")
+    parts = [f"submitted {_when(job.created_at)}"]
+    if isinstance(started, int | float):
+        parts.append(f"started {_when(started)}")
+    if isinstance(finished, int | float):
+        parts.append(f"finished {_when(finished)}")
+        if isinstance(started, int | float):
+            parts.append(f"took {max(0.0, finished - started):.1f} s")
+    return " · ".join(parts)
 
 
 def cmd_submit(store: Store, args: argparse.Namespace) -> int:
@@ -289,7 +307,7 @@ def cmd_show(store: Store, args: argparse.Namespace) -> int:
     job = store.get(args.job_id)
     data = job.to_dict()
     data["requests_pending"] = [r["kind"] for _, r in store.pending_requests(job.id)]
-    lines = [_summary(job)]
+    lines = [_summary(job), _times(job)]
     if data["error"]:
         lines.append(f"error: {safe(data['error'])}")
     if data["requests_pending"]:

@@ -29,7 +29,22 @@ def requests(store: Store, kind: str, job_ids: list[str]) -> tuple[int, list[str
             refused.append(f"{job_id}: {e}")
         else:
             done += 1
+            if kind == "delete":
+                hide_deleted(job_id)
     return done, refused
+
+
+def hide_deleted(job_id: str) -> None:
+    """A job this session asked to delete leaves its table at once, though a runner removes it later."""
+    st.session_state.setdefault("deleting", set()).add(job_id)
+
+
+def not_deleted(jobs: list[Job]) -> tuple[list[Job], int]:
+    """``jobs`` less those this session asked to delete, and how many of those still wait for a runner."""
+    asked: set[str] = st.session_state.get("deleting") or set()
+    asked &= {j.id for j in jobs}  # removed by now: forgotten
+    st.session_state["deleting"] = asked
+    return [j for j in jobs if j.id not in asked], len(asked)
 
 
 def ask(kind: str, job_ids: list[str], why: str) -> None:

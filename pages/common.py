@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -177,9 +178,16 @@ def job_row(job: Job, now: float | None = None) -> dict[str, Any]:
         "workers": None if lost else p["workers"],
         "ETA": None if lost else p["eta_s"],
         "age": max(0.0, now - job.created_at),
+        "submitted": _local(job.created_at),
+        "finished": _local(job.state.get("finished_at")),
         "priority": job.priority,
         "engine": job.spec.get("engine"),
     }
+
+
+def _local(t: Any) -> datetime | None:
+    """A time the table shows with its date and UTC offset, in the dashboard machine's time zone."""
+    return datetime.fromtimestamp(t).astimezone() if isinstance(t, int | float) and t > 0 else None
 
 
 #: The Jobs table's columns: numbers stay numbers (they sort as numbers), shown for people.
@@ -190,6 +198,8 @@ JOB_COLUMNS = {
     "ETA": st.column_config.NumberColumn("ETA", format="duration", help="time left at the current rate"),
     "age": st.column_config.NumberColumn("age", format="duration", help="since it was submitted"),
     "queue": st.column_config.NumberColumn("queue", format="#%d", help="place in line of a queued job"),
+    "submitted": st.column_config.DatetimeColumn("submitted", format="YYYY-MM-DD HH:mm Z"),
+    "finished": st.column_config.DatetimeColumn("finished", format="YYYY-MM-DD HH:mm Z"),
 }
 
 

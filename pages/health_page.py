@@ -121,9 +121,14 @@ def live() -> None:
         st.caption("Items committed per minute, last hour (from runner heartbeats; now is at the right)")
         line_chart(pd.DataFrame(rates), MINUTES, "items/min", x_type="quantitative", color="runner", x_domain=[-60, 0])
         failed = sum({r["runner"]: r["failed/min"] for r in rates}.values())  # each runner's latest step
-        st.caption(f"Failed or timed out in the last minute or so: {failed:.1f} per minute.")
+        st.caption(f"Failed or timed out per minute, last hour (now: {failed:.1f} per minute)")
+        line_chart(pd.DataFrame(rates), MINUTES, "failed/min", x_type="quantitative", color="runner", x_domain=[-60, 0])
     else:
         st.caption("No samples yet: a live runner records its counts every 10 s.")
+    st.subheader("Backlog")
+    st.metric("Items waiting, all jobs", report["backlog_items"])
+    if not load_chart(history, "held_items", "items left in the jobs each runner holds", 1):
+        st.caption("No samples yet: a live runner records what it holds every 10 s.")
     st.subheader("CPU")
     if not load_chart(history, "cpu_percent", "CPU %", 1):
         st.caption("No samples yet: a live runner records CPU use with its heartbeats.")
@@ -131,11 +136,10 @@ def live() -> None:
     st.subheader("Machine")
     disk = shutil.disk_usage(store.root)
     mem = psutil.virtual_memory()
-    c = st.columns(4)
+    c = st.columns(3)
     c[0].metric("CPU", f"{psutil.cpu_percent(interval=None):.0f} %")
     c[1].metric("RAM used", f"{mem.percent:.0f} %")
     c[2].metric("Disk free (job folder)", f"{100 * disk.free / disk.total:.1f} %")
-    c[3].metric("Backlog (items)", report["backlog_items"])
     counts = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in report["jobs"].items() if v)
     st.caption("Jobs by status: " + (md_text(counts) if counts else "no jobs yet"))
 

@@ -16,6 +16,15 @@ def label(i: dict[str, Any]) -> str:
     return f"#{i['index']} {i['source']}" + (f" p{i['page']}" if i.get("page") else "")
 
 
+def worker(res: dict[str, Any]) -> str | None:
+    """Which runner and worker process made the result (results before workers were recorded: the runner)."""
+    w = res.get("worker") if isinstance(res.get("worker"), dict) else {}
+    runner = res.get("runner")
+    if not w:
+        return str(runner) if runner else None
+    return f"{runner or '?'} · worker {w.get('slot')} (pid {w.get('pid')})"
+
+
 def show(job_dir: Path, item: dict[str, Any], res: dict[str, Any], dpi: int) -> None:
     """``item`` (its manifest entry) with ``res`` (its result merged in, as the Results table has it)."""
     picture, about = st.columns([3, 2])
@@ -33,6 +42,7 @@ def show(job_dir: Path, item: dict[str, Any], res: dict[str, Any], dpi: int) -> 
             "confidence": f"{res['confidence']:.2f}" if isinstance(res.get("confidence"), int | float) else None,
             "attempts": res.get("attempts"),
             "device": res.get("device"),
+            "worker": worker(res),
             "processing time": f"{res['processing_time_ms'] / 1000:.2f} s"
             if isinstance(res.get("processing_time_ms"), int | float)
             else None,

@@ -89,6 +89,7 @@ def confirm(kind: str, job_id: str) -> None:
     if yes.button(f"Yes, {kind}", key="confirm-yes", type="primary", width="stretch"):
         st.session_state["confirm"] = None
         if request(get_store(), job_id, kind) and kind == "delete":
+            st.session_state.setdefault("deleting", set()).add(job_id)  # gone from the Jobs table at once
             st.session_state["flash"] = f"delete requested for {job_id}: a runner removes it"
             st.switch_page(PAGE_JOBS)
         st.rerun()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import os
 import time
 from collections import Counter
 from typing import Any
@@ -20,6 +19,7 @@ from jobs.store.status import JobStatus
 from pages import item_detail
 from pages.common import (
     ACTIVE,
+    PAGE_JOB,
     age,
     for_any_setup,
     get_store,
@@ -29,6 +29,7 @@ from pages.common import (
     status_words,
 )
 from pages.job_actions import actions, confirm, progress_bar, takeover, times
+from pages.job_data import linked_item, manifest, results, row
 from pages.literal import md_text
 
 require_login()  # the password gate, before anything reads the store
@@ -53,6 +54,8 @@ if job_id is None:
     what = wanted if valid else f"{wanted[:100]!r} (not a job id)"
     st.error(f"Job {md_text(what)} does not exist (deleted, or a wrong link).")
     st.stop()
+if job_id != wanted:
+    st.query_params.pop("item", None)  # an item number of the job the link named, not of this one
 st.query_params["id"] = job_id
 
 
@@ -77,46 +80,6 @@ try:
 except JobNotFound:
     st.error(f"Job {job_id} was deleted.")
     st.stop()
-
-
-def results(job: Job) -> dict[int, dict[str, Any]]:
-    """The job's results, reading only the files committed since this session's last look: one
-    scandir of the names, then the store's validated reader for each new one. A retry moves failed
-    results aside (its ``round`` changes), a runner sets a bad one aside: names gone are dropped."""
-    key = (job.id, job.state.get("round", 0), job.total)
-    cached = st.session_state.get("job_results")
-    if cached is None or cached[0] != key:
-        cached = st.session_state["job_results"] = (key, {})
-    known: dict[int, dict[str, Any]] = cached[1]
-    try:
-        with os.scandir(store.results_dir(job.id)) as it:
-            names = {int(e.name[:-5]) for e in it if e.name.endswith(".json") and e.name[:-5].isdigit()}
-    except (FileNotFoundError, NotADirectoryError):
-        names = set()
-    for gone in known.keys() - names:
-        del known[gone]
-    for index in sorted(names - known.keys()):
-        if index < job.total and (res := store.result(job.id, index)) is not None:
-            known[index] = res
-    return known
-
-
-def manifest(job: Job) -> list[dict[str, Any]]:
-    """The job's items, read once per session (a job's manifest never changes)."""
-    cached = st.session_state.get("job_manifest")
-    if cached is None or cached[0] != job.id:
-        cached = st.session_state["job_manifest"] = (job.id, store.manifest(job.id))
-    return cached[1]
-
-
-def row(item: dict[str, Any], res: dict[str, Any] | None) -> dict[str, Any]:
-    """An item with its result merged in, as Store.items() gives it (status 'pending' if none)."""
-    out = {"index": item["index"], "source": item["source"], "page": item.get("page")}
-    if res is None:
-        out.update(status="pending", text="", confidence=None, error=None)
-    else:
-        out.update({k: v for k, v in res.items() if k not in out})
-    return out
 
 
 @st.fragment(run_every="2s" if job.status in ACTIVE else "5s")
@@ -190,8 +153,8 @@ def live(seen: JobStatus) -> None:
 
 
 def results_section(job: Job) -> None:
-    found = results(job)
-    items = manifest(job)
+    found = results(store, job)
+    items = manifest(store, job)
     failed = [row(items[i], r) for i, r in sorted(found.items()) if r["status"] in ("failed", "timed_out")]
     if failed:
         with st.expander(f"Failed and timed-out items ({len(failed)})", expanded=True):
@@ -223,6 +186,12 @@ def results_section(job: Job) -> None:
             f"{md_text(names)}{more}. Resubmit them with a higher *Max new tokens*."
         )
 
+    if (one := linked_item(items)) is not None:
+        st.subheader(f"Item {item_detail.label(one)}", anchor=False)
+        st.page_link(PAGE_JOB, label="Back to all results", query_params={"id": job.id}, icon=":material/arrow_back:")
+        dpi = job.spec.get("dpi") if isinstance(job.spec.get("dpi"), int) else config.DEFAULT_DPI
+        item_detail.show(store.job_dir(job.id), one, row(one, found.get(one["index"])), dpi)
+
     st.subheader("Results")
     pages = max(1, -(-len(items) // PAGE_SIZE))
     page_no = st.number_input("Page", 1, pages, 1, key="results-page") if pages > 1 else 1
@@ -240,6 +209,7 @@ def results_section(job: Job) -> None:
                 "text": i.get("text"),
                 "confidence": i.get("confidence"),
                 "read by": {"text-layer": "PDF text", "ocr": "OCR"}.get(i.get("method") or "", None),
+                "detail": f"{PAGE_JOB.url_path}?id={job.id}&item={i['index']}",
             }
             for item, i in zip(on_page, shown, strict=True)
         ],
@@ -251,6 +221,7 @@ def results_section(job: Job) -> None:
             "page": st.column_config.NumberColumn("page", format="%d"),
             "text": st.column_config.TextColumn("text", width="large"),
             "confidence": st.column_config.NumberColumn("confidence", format="%.2f"),
+            "detail": st.column_config.LinkColumn("detail", display_text="open", help="this item on its own"),
             "read by": st.column_config.TextColumn(
                 "read by", help="PDF text: the page's own text layer (exact, no OCR); OCR: recognised from the image"
             ),

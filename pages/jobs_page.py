@@ -92,7 +92,9 @@ def live_table() -> None:
     the CLI appears, ages move on); a change between the two reruns the page for the other pace."""
     if active_now != any(j.status in ACTIVE for j in store.list_jobs()):
         st.rerun()  # a job started or everything settled: the full rerun sets the other pace
-    everything = store.list_jobs()
+    everything, deleting = bulk.not_deleted(store.list_jobs())
+    if deleting:
+        st.caption(f"{deleting} job(s) you deleted are left out: a runner removes their files shortly.")
     queue = queue_places(everything)
     jobs = [j for j in everything if j.status.value in statuses] if statuses else everything
     if by:

@@ -88,6 +88,21 @@ def test_requests_that_would_do_nothing_say_so(state: Path, done_job: str, tmp_p
     assert cli(state, "pause", queued).returncode == 0  # a real request still goes through
 
 
+def test_pause_on_a_paused_job_says_it_is_paused_already(state: Path, tmp_path: Path) -> None:
+    from jobs.store import Store
+    from jobs.store.lease import claim_next, finish
+    from jobs.store.status import JobStatus
+
+    job_id = cli_json(state, "submit", str(make_png(tmp_path / "p.png")), "--engine", ENGINE)["id"]
+    store = Store(state)
+    claim = claim_next(store, "r1", 30, 5)
+    assert claim is not None and claim.job_id == job_id
+    finish(store, claim, JobStatus.PAUSED)  # as a runner ends a pause
+    proc = cli(state, "pause", job_id, check=False)
+    assert proc.returncode == 1 and "is paused: nothing to pause" in proc.stderr and "requested" not in proc.stdout
+    assert store.pending_requests(job_id) == []
+
+
 def test_item_timeout_zero_states_the_real_rule(state: Path, tmp_path: Path) -> None:
     img = make_png(tmp_path / "a.png")
     proc = cli(state, "submit", str(img), "--engine", ENGINE, "--item-timeout", "0", check=False)

@@ -246,7 +246,7 @@ def test_health_page_shows_each_workers_item_and_cost_and_items_per_minute(store
     assert 11 <= workers["for (s)"].iloc[0] <= 20 and workers["RSS (MB)"].iloc[0] == 150
     charts = [json.loads(c.proto.spec)["encoding"]["y"]["field"] for c in at.get("vega_lite_chart")]
     assert "items/min" in charts
-    assert any(c.value.startswith("Failed or timed out in the last minute or so: 1.0 per minute") for c in at.caption)
+    assert any(c.value.endswith("(now: 1.0 per minute)") for c in at.caption) and "failed/min" in charts
 
 
 def test_jobs_page_bulk_retry_of_every_failed_job_and_removal_of_old_finished_ones(
@@ -271,6 +271,8 @@ def test_jobs_page_bulk_retry_of_every_failed_job_and_removal_of_old_finished_on
     at.button(key="bulk-yes").click().run()
     assert [r["kind"] for _, r in store.pending_requests(finished)] == ["retry", "delete"]
     assert store.pending_requests(queued) == []  # not finished: never removed
+    assert at.dataframe[0].value["id"].tolist() == [f"job?id={queued}"]  # the deleted row is gone at once
+    assert any("1 job(s) you deleted are left out" in c.value for c in at.caption)
 
 
 # -- what a team expects: one item in detail ------------------------------------------------------------------
@@ -303,3 +305,41 @@ def test_job_page_shows_an_item_large_with_its_boxes_text_and_how_it_was_made(st
     item = store.manifest(job_id)[0]
     drawn = Image.open(io.BytesIO(detail_png(store.job_dir(job_id), item, 200, [box]) or b""))
     assert drawn.size == (400, 200) and drawn.getpixel((200, 20))[:3] == (230, 40, 40)  # the box, in red
+
+
+def test_an_item_link_opens_that_item_with_the_worker_that_made_it(store: Store, tmp_path: Path) -> None:
+    job_id = submit(store, [make_png(tmp_path / "a.png"), make_png(tmp_path / "b.png", (300, 100))])
+    claim = claim_next(store, "r1", 30, 5)
+    assert claim is not None
+    commit_item(
+        store,
+        claim,
+        {"index": 1, "source": "b.png", "status": "done", "text": "SECOND", "worker": {"slot": 2, "pid": 4242}},
+    )
+    at = open_page("job_page", id=job_id, item="1")
+    assert "Item #1 b.png" in [s.value for s in at.subheader]
+    facts = " ".join(m.value for m in at.markdown)
+    assert "**worker**: r1 · worker 2 (pid 4242)" in facts and at.code[0].value == "SECOND"
+    assert at.dataframe[-1].value["detail"].tolist() == [f"job?id={job_id}&item={i}" for i in (0, 1)]
+    at = open_page("job_page", id=job_id, item="7")  # a link is anyone's: out of range says so, shows no item
+    assert any("has no item 7" in w.value for w in at.warning) and not any(
+        s.value.startswith("Item #") for s in at.subheader
+    )
+
+
+def test_health_page_charts_failures_and_backlog_over_the_last_hour(store: Store) -> None:
+    now = time.time()
+    write_heartbeat(store, "live-1", job="j1", workers=[{"item": 3}])
+    history = store.runners_dir / "history"
+    history.mkdir(exist_ok=True)
+    samples = [
+        {"t": now - 60 * m, "done": 100 - 2 * m, "failed": 10 - m // 10, "timed_out": 0, "held_items": 5 * m}
+        for m in (30, 20, 10, 0)
+    ]
+    (history / "live-1.json").write_text(json.dumps({"samples": samples}))
+    at = open_page("health_page")
+    captions = [c.value for c in at.caption]
+    assert any(c.startswith("Failed or timed out per minute, last hour") for c in captions)
+    assert any(c.startswith("items left in the jobs each runner holds, last hour") for c in captions)
+    charted = {json.loads(c.proto.spec)["encoding"]["y"]["field"] for c in at.get("vega_lite_chart")}
+    assert {"items/min", "failed/min", "items left in the jobs each runner holds"} <= charted

@@ -38,6 +38,7 @@ def test_a_runner_heartbeat_says_what_it_is_doing(state: Path, tmp_path: Path, r
     assert hb["gpu"]["available"] or hb["gpu"]["reason"].startswith("no GPU")
     assert hb["disk"]["free_bytes"] > 0 and hb["disk"]["fstype"]
     assert hb["recent"]["done"] == hb["counters"]["done"]  # the runner is younger than the 5-minute window
+    assert 1 <= hb["backlog"]["held_items"] <= 4 - hb["counters"]["done"]  # in flight or still to send
     assert read_history(Store(state), hb["id"])[0]["done"] == 0  # the first sample, at start
 
 

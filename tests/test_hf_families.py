@@ -251,6 +251,10 @@ def test_submit_refuses_what_a_family_cannot_run(
     assert refused("--model", str(models["trocr"]), "--prompt", "Read.") == (
         "error: TrOCR reads the image alone and takes no prompt: submit without --prompt"
     )
+    from tests.hf_tiny_ppocr import build_det
+
+    ppocr = refused("--model", str(build_det(tmp_path / "det")))  # the other engine's model: say which engine
+    assert "is PP-OCR, which the ppocr engine runs, not the transformers engine: --engine ppocr" in ppocr, ppocr
     broken = shutil.copytree(models["trocr"], tmp_path / "no-tokenizer")
     for name in ("tokenizer.json", "tokenizer_config.json"):
         (broken / name).unlink()

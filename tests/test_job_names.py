@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -46,6 +47,9 @@ def test_the_jobs_page_shows_names_and_filters_by_submitter(store: Store, tmp_pa
     at = open_page("jobs_page")
     table = at.dataframe[0].value
     assert set(zip(table["name"], table["by"], strict=True)) == {("May invoices", "Ana"), ("Contracts", "Bo")}
+    submitted = table["submitted"].tolist()  # a date and time in a zone, sorting as times
+    assert all(t.tzinfo is not None and abs(t.timestamp() - time.time()) < 60 for t in submitted)
+    assert table["finished"].isna().all()
     at = jobs_page_at(by="Bo")  # the filter lives in the URL: a link shows the same list
     assert list(at.dataframe[0].value["id"].str.split("=").str[-1]) == [bo]
     at = jobs_page_at(q="invoices")  # search finds a job by its name
@@ -107,3 +111,24 @@ def test_the_jobs_page_searches_inside_the_recognised_text(store: Store, tmp_pat
     assert any("发票" in m.value for m in at.markdown)
     at = jobs_page_at(text="nowhere-to-be-found")
     assert any("No item's text holds" in i.value for i in at.info)
+
+
+def test_show_and_list_say_when_a_job_was_submitted_started_and_finished_with_date_and_zone(
+    tmp_path: Path, store: Store  # noqa: F811
+) -> None:
+    import re
+
+    from jobs.store.lease import claim_next, commit_item, finish
+    from jobs.store.status import JobStatus
+
+    job_id = submit(store, [make_png(tmp_path / "a.png")], JobSpec(engine=SIZE))
+    state = store.root
+    zone = time.strftime("%Z")
+    stamp = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d " + re.escape(zone)
+    assert re.search(f"submitted {stamp}", cli(state, "list").stdout)
+    claim = claim_next(store, "r1", 30, 5)
+    assert claim is not None
+    commit_item(store, claim, {"index": 0, "source": "a.png", "status": "done", "text": "x"})
+    finish(store, claim, JobStatus.SUCCEEDED)
+    shown = cli(state, "show", job_id).stdout
+    assert re.search(f"submitted {stamp} · started {stamp} · finished {stamp} · took \\d+\\.\\d s", shown), shown

@@ -236,6 +236,11 @@ def family_for(config: Any, classes: set[str] | None = None, options: dict[str, 
     kind = getattr(config, "model_type", None) or "unknown"
     if (options or {}).get("prompt") and _image_text_to_text(kind):
         return GENERIC
+    if kind.startswith("pp_ocr"):  # PP-OCR detection or recognition: the ppocr engine runs the pair
+        raise EngineError(
+            f"model type {kind!r} is PP-OCR, which the ppocr engine runs, not the transformers engine: "
+            "--engine ppocr --engine-option det_model=DET_FOLDER --engine-option rec_model=REC_FOLDER"
+        )
     raise EngineError(
         f"model type {kind!r} is not an OCR family the transformers engine knows; supported: {supported()} "
         "(another image-text-to-text model runs only with its prompt given: --engine-option prompt=...)"

@@ -231,6 +231,7 @@ class Telemetry:
             "per_job": per_job,
             "stopping": runner.stopping,
             "workers": workers,
+            "backlog": _backlog(runner),
             "counters": counters,
             "recent": self._recent(now, counters),
             "resources": {k: res[k] for k in ("sampled_at", "runner", "cpu_percent", "rss_bytes")},
@@ -270,6 +271,7 @@ class Telemetry:
                 **hb["counters"],
                 "job": hb["job"],
                 "in_flight": sum(1 for w in hb["workers"] if w["item"] is not None),
+                **(hb.get("backlog") or {}),
                 "cpu_percent": hb["resources"]["cpu_percent"],
                 "rss_bytes": hb["resources"]["rss_bytes"],
                 "gpu_memory_used_bytes": sum(g["memory_used_bytes"] for g in gpus) if gpus else None,
@@ -295,6 +297,13 @@ class Telemetry:
             pass
         if self.metrics is not None:
             self.metrics.close()
+
+
+def _backlog(runner: RunnerView) -> dict[str, int]:
+    """Items of this runner's held jobs without a result yet (queued or in flight): the Health page's
+    backlog chart, counted from what the runner holds, without a scan of the folder."""
+    held = sum(len(h.pending) for h in runner.held.values())
+    return {"held_items": held + sum(len(t.left) for w in runner.workers for t in w.tasks)}
 
 
 def _ray_info(handles: list[Any]) -> dict[str, Any] | None:

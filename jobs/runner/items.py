@@ -233,7 +233,7 @@ class Items(Outcomes):
             if task.drained and msg[1].get("status") != ItemStatus.DONE.value:
                 self._stopped(held, task, [i for i in task.items if int(i["index"]) == index])
                 return None
-            self.commit(held.claim, msg[1])
+            self.commit(held.claim, {**msg[1], "worker": {"slot": w.slot, "pid": w.pid}})
         return None
 
     def check_workers(self) -> list[tuple[str | None, str]]:
