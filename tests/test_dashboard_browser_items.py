@@ -130,7 +130,7 @@ def test_every_page_fits_a_390_px_phone_screen(dashboard: str, state: Path, tmp_
     for path in ("/", f"/job?id={job_id}", f"/job?id={job_id}&item=0", "/submit_page", "/health_page"):
         page.goto(dashboard + path)
         page.get_by_text("runners:").first.wait_for(timeout=WAIT_MS, state="attached")
-        page.wait_for_timeout(2_000)
+        page.wait_for_timeout(1_000)
         name = re.sub(r"\W+", "-", path.replace(job_id, "j")).strip("-") or "jobs"
         page.screenshot(path=str(SHOTS / f"390-{name}.png"), full_page=True)
         wide[path] = page.evaluate(WIDEST)
