@@ -140,11 +140,11 @@ def inspect_page(page: Any) -> PageCheck:
     rotation = page.get_rotation()
     if rotation:  # pdfium orders a turned page's lines as they lie on screen (last first at 90): read it upright
         page.set_rotation(0)  # in memory only; the file is never saved
-    images, text_z = _paint_order(page, crop)
+    images, text_z, hidden_text = _paint_order(page, crop)
     images = [(r, z) for r, z in images if _area(r) >= SMALL_IMAGE_SHARE * page_area]
     textpage = page.get_textpage()
     try:
-        visible_boxes = _read_chars(raw, textpage, crop, text_z, check)
+        visible_boxes = _read_chars(raw, textpage, crop, text_z if images else None, hidden_text, check)
     finally:
         textpage.close()
         if rotation:
@@ -174,10 +174,15 @@ def inspect_page(page: Any) -> PageCheck:
 
 
 def _read_chars(
-    raw: Any, textpage: Any, crop: Rect, text_z: dict[int, int], check: PageCheck
+    raw: Any, textpage: Any, crop: Rect, text_z: dict[int, int] | None, hidden_text: bool, check: PageCheck
 ) -> list[tuple[Rect, int]]:
     """Fill ``check``'s counts and lines from pdfium's character stream; the visible boxes, with
-    their text object's place in the paint order."""
+    their text object's place in the paint order (only asked for, ``text_z``, when images may hide text).
+    Each character's text object is looked up only when it matters: for that place, or when some text
+    object on the page is drawn invisible (``hidden_text``: an earlier OCR's layer).
+
+    The characters come in one call when pdfium's text has one per index (almost always); else one by
+    one. Each ctypes call costs about a microsecond, and a page has thousands of characters."""
     visible_boxes: list[tuple[Rect, int]] = []
     line: list[tuple[str, Rect | None, bool]] = []
     left, bottom, right, top = c_double(), c_double(), c_double(), c_double()
@@ -190,16 +195,20 @@ def _read_chars(
                 check.visible_lines.append(visible)
         line.clear()
 
-    for i in range(textpage.count_chars()):
-        ch = chr(raw.FPDFText_GetUnicode(textpage, i) or 0xFFFD)
+    count = textpage.count_chars()
+    bulk = textpage.get_text_range(0, count) if count > 0 else ""
+    if len(bulk) != count:
+        bulk = ""
+    for i in range(count):
+        ch = bulk[i] if bulk else chr(raw.FPDFText_GetUnicode(textpage, i) or 0xFFFD)
         if ch in "\r\n":
             flush()
             continue
         if ch.isspace():
             line.append((" ", None, True))
             continue
-        obj = raw.FPDFText_GetTextObject(textpage, i)
-        visible = not obj or raw.FPDFTextObj_GetTextRenderMode(obj) not in _INVISIBLE
+        obj = raw.FPDFText_GetTextObject(textpage, i) if hidden_text or text_z is not None else None
+        visible = not (hidden_text and obj and raw.FPDFTextObj_GetTextRenderMode(obj) in _INVISIBLE)
         if not raw.FPDFText_GetCharBox(textpage, i, left, right, bottom, top):  # yes, l r b t
             continue
         box = (left.value, bottom.value, right.value, top.value)
@@ -208,7 +217,8 @@ def _read_chars(
             continue  # outside the crop box: never shown
         if visible:
             check.visible_chars += 1
-            visible_boxes.append((box, text_z.get(_address(obj), _TOP)))
+            if text_z is not None:
+                visible_boxes.append((box, text_z.get(_address(obj), _TOP)))
             if raw.FPDFText_HasUnicodeMapError(textpage, i) or _bad(ch):
                 check.bad_chars += 1
         else:
@@ -224,15 +234,17 @@ def _bad(ch: str) -> bool:
     return ch == "\ufffd" or unicodedata.category(ch) in ("Co", "Cc", "Cs")
 
 
-def _paint_order(page: Any, crop: Rect) -> tuple[list[tuple[Rect, int]], dict[int, int]]:
+def _paint_order(page: Any, crop: Rect) -> tuple[list[tuple[Rect, int]], dict[int, int], bool]:
     """Image objects' bounds in page space (form XObjects' matrices applied), clipped to ``crop``,
-    and each object's place in the paint order (later is on top); text objects' places by address."""
+    and each object's place in the paint order (later is on top); text objects' places by address;
+    whether any text object is drawn invisible."""
     import pypdfium2.raw as raw
 
-    images, text_z = [], {}
+    images, text_z, hidden_text = [], {}, False
     for z, obj in enumerate(page.get_objects()):  # depth first: the order they are painted in
         if obj.type == raw.FPDF_PAGEOBJ_TEXT:
             text_z[_address(obj.raw)] = z
+            hidden_text = hidden_text or raw.FPDFTextObj_GetTextRenderMode(obj.raw) in _INVISIBLE
         elif obj.type == raw.FPDF_PAGEOBJ_IMAGE:
             rect = _norm(obj.get_bounds())
             form = obj.container
@@ -242,7 +254,7 @@ def _paint_order(page: Any, crop: Rect) -> tuple[list[tuple[Rect, int]], dict[in
             clipped = _clip(rect, crop)
             if _area(clipped) > 0:
                 images.append((clipped, z))
-    return images, text_z
+    return images, text_z, hidden_text
 
 
 def _address(obj: Any) -> int:
@@ -277,7 +289,9 @@ def _segments(line: list[tuple[str, Rect | None]]) -> list[list[tuple[str, Rect 
     last: Rect | None = None
     for ch, box in line:
         if box is not None and last is not None:
-            height = max(last[3] - last[1], box[3] - box[1], 1.0)
+            a, b = last[3] - last[1], box[3] - box[1]  # per character: no max() call, the hot loop of a page
+            height = a if a > b else b
+            height = height if height > 1.0 else 1.0
             if box[0] - last[2] > SPLIT_GAP_EMS * height or box[2] < last[0] - height:
                 out.append([])
         out[-1].append((ch, box))
