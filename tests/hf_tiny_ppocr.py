@@ -101,5 +101,33 @@ def build_rec(dest: Path) -> Path:
     return dest
 
 
+def build_rec_v6(dest: Path) -> Path:
+    """A PP-OCRv6 tiny recogniser (transformers' default size, ~2.9 M parameters) over :data:`CHARACTERS`.
+
+    Only the recogniser: transformers' default PP-OCRv6 detector configs do not build a runnable model
+    (their backbone's stage widths do not match the neck), and the real configs need the hub."""
+    import torch
+    from transformers import PPOCRV6TinyRecConfig, PPOCRV6TinyRecForTextRecognition
+
+    torch.manual_seed(0)
+    model = PPOCRV6TinyRecForTextRecognition(PPOCRV6TinyRecConfig(head_out_channels=len(CHARACTERS))).eval()
+    with torch.no_grad():  # as build_rec: favour characters over the blank
+        model.head.fc2.weight.mul_(8.0)
+        model.head.fc2.bias[0] = -4.0
+    model.save_pretrained(dest)
+    _write(
+        dest / "preprocessor_config.json",
+        {
+            "image_processor_type": "PPOCRV6SmallRecImageProcessor",
+            "size": {"height": 48, "width": 320},
+            "max_image_width": 3200,
+            "image_mean": [0.5, 0.5, 0.5],
+            "image_std": [0.5, 0.5, 0.5],
+            "character_list": CHARACTERS,
+        },
+    )
+    return dest
+
+
 def _write(path: Path, data: dict[str, object]) -> None:
     path.write_text(json.dumps(data, indent=1), encoding="utf-8")

@@ -317,3 +317,27 @@ def test_the_port_matches_transformers_post_processing() -> None:
     ours = ppocr_ops.ctc_decode(probs.numpy(), CHARACTERS)
     assert [t for t, _ in ours] == [r["text"] for r in theirs] and any(t for t, _ in ours)
     assert [s for _, s in ours] == pytest.approx([r["score"] for r in theirs])
+
+
+def test_a_pp_ocrv6_recogniser_runs_and_reads_its_crops_as_bgr(tiny_ppocr: dict[str, Path], tmp_path: Path) -> None:
+    """PP-OCRv6 recognisers were trained on BGR (their processor flips the channels; v5's does not)."""
+    import numpy as np
+
+    from jobs.engines import ppocr_ops
+    from tests.hf_tiny_ppocr import build_rec_v6
+
+    v6 = PPOCREngine(det_model=str(tiny_ppocr["det"]), rec_model=str(build_rec_v6(tmp_path / "v6")), device="cpu")
+    v6.load("auto")
+    try:
+        im = Image.new("RGB", (160, 48), "white")
+        ImageDraw.Draw(im).text((4, 8), "line 1", fill="black")
+        (out,) = v6.recognize([im])
+        assert out["text"] and set(out["text"]) <= set("abcdehilo ") and out["boxes"], out
+        settings = v6.rec_settings
+        assert settings.bgr
+        red = np.zeros((48, 96, 3), np.uint8)
+        red[:, :, 0] = 255  # pure red, as RGB
+        batch = ppocr_ops.rec_batch([red], settings)
+        assert batch[0, 2, 0, 0] > batch[0, 0, 0, 0]  # red is the last channel the model sees: BGR
+    finally:
+        v6.close()
