@@ -296,3 +296,31 @@ def test_jobs_on_both_families_through_a_real_runner(
         for res in results:
             assert res["status"] == "done" and res["device"] == "cpu" and res["text"], res
         assert {r["batch_size"] for r in results} <= {1, 2} and any(r["batch_size"] == 2 for r in results), family
+
+
+def test_items_cut_at_the_token_limit_are_committed_as_truncated_and_show_says_so(
+    tiny_models: dict[str, Path], state: Path, tmp_path: Path, runners: Runners
+) -> None:
+    """A model that cannot end its text within --max-new-tokens (its generation config suppresses the end
+    token) gives done items marked truncated, end to end: result files, `show` and the export."""
+    folder = shutil.copytree(tiny_models["ved"], tmp_path / "never-ends")
+    gen_path = folder / "generation_config.json"
+    gen = json.loads(gen_path.read_text())
+    eos = gen.get("eos_token_id")
+    gen["suppress_tokens"] = eos if isinstance(eos, list) else [eos]
+    gen_path.write_text(json.dumps(gen))
+    pngs = []
+    for i, im in enumerate(lines(2)):
+        im.save(tmp_path / f"l{i}.png")
+        pngs.append(str(tmp_path / f"l{i}.png"))
+    job_id = cli_json(
+        state, "submit", *pngs, "--engine", "transformers", "--model", str(folder), "--max-new-tokens", "3"
+    )["id"]
+    runners.run_once(state, "--device", "cpu")
+    results = [json.loads(p.read_text()) for p in sorted((state / "jobs" / job_id / "results").glob("*.json"))]
+    assert [(r["status"], r["truncated"], r["truncated_by"]) for r in results] == [
+        ("done", True, "max_new_tokens")
+    ] * 2, results
+    assert "2 items truncated at max_new_tokens: raise --max-new-tokens" in cli(state, "show", job_id).stdout
+    exported = json.loads(cli(state, "export", job_id, "--format", "json", "-o", "-").stdout)
+    assert [r["truncated"] for r in exported] == [True, True]
