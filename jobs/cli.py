@@ -18,6 +18,7 @@ from typing import Any
 from jobs import config
 from jobs.errors import JobDamaged, JobNotFound, OcrJobsError
 from jobs.ops.terminal import safe
+from jobs.store.clock import when
 from jobs.store.status import TERMINAL, JobStatus
 from jobs.store.store import Job, Store
 
@@ -205,22 +206,17 @@ def _summary(job: Job) -> str:
     return (
         f"{job.id}  {job.status.value:<21} {p['committed']:>5}/{p['total']:<5} "
         f"done {p['done']} failed {p['failed']} timed out {p['timed_out']}  engine {job.spec.get('engine')}"
-        f"  submitted {_when(job.created_at)}{by}{named}"
+        f"  submitted {when(job.created_at) or '-'}{by}{named}"
     )
-
-
-def _when(t: object) -> str:
-    """A time with its date and zone, as this machine's clock reads it."""
-    return time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(t)) if isinstance(t, int | float) else "-"
 
 
 def _times(job: Job) -> str:
     started, finished = job.state.get("started_at"), job.state.get("finished_at")
-    parts = [f"submitted {_when(job.created_at)}"]
-    if isinstance(started, int | float):
-        parts.append(f"started {_when(started)}")
-    if isinstance(finished, int | float):
-        parts.append(f"finished {_when(finished)}")
+    parts = [f"submitted {when(job.created_at) or '-'}"]
+    if when(started):
+        parts.append(f"started {when(started)}")
+    if when(finished):
+        parts.append(f"finished {when(finished)}")
         if isinstance(started, int | float):
             parts.append(f"took {max(0.0, finished - started):.1f} s")
     return " · ".join(parts)

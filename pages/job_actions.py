@@ -4,14 +4,15 @@ and when another runner takes an orphaned job over."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import streamlit as st
 
 from jobs import Job
+from jobs.store.clock import when
 from jobs.store.job import queue_places
 from jobs.store.status import JobStatus
+from pages.bulk import hide_deleted
 from pages.common import ACTIVE, CSS_COLOR, PAGE_JOBS, STATUS_COLOR, age, get_store, request
 
 DESTRUCTIVE = {"cancel", "delete"}
@@ -89,7 +90,7 @@ def confirm(kind: str, job_id: str) -> None:
     if yes.button(f"Yes, {kind}", key="confirm-yes", type="primary", width="stretch"):
         st.session_state["confirm"] = None
         if request(get_store(), job_id, kind) and kind == "delete":
-            st.session_state.setdefault("deleting", set()).add(job_id)  # gone from the Jobs table at once
+            hide_deleted(job_id)
             st.session_state["flash"] = f"delete requested for {job_id}: a runner removes it"
             st.switch_page(PAGE_JOBS)
         st.rerun()
@@ -118,13 +119,6 @@ def takeover(evidence: dict[str, Any], lease_s: float) -> str:
     if idle:
         return f"An idle runner takes it over within {lease_s:.0f} s of first seeing the expired lease."
     return f"All {alive} runner(s) are busy with other jobs: the first to finish takes this one over."
-
-
-def when(ts: Any) -> str | None:
-    """A time with its date and zone (the server's), e.g. ``2026-12-01 10:55:06 CET``."""
-    if not isinstance(ts, int | float) or ts <= 0:
-        return None
-    return time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(ts))
 
 
 def times(job: Job) -> str:

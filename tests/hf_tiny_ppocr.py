@@ -87,18 +87,7 @@ def build_rec(dest: Path) -> Path:
         model.head.head.weight.mul_(8.0)
         model.head.head.bias[0] = -4.0
     model.save_pretrained(dest)
-    _write(
-        dest / "preprocessor_config.json",
-        {
-            "image_processor_type": "PPOCRV5ServerRecImageProcessor",
-            "size": {"height": 48, "width": 320},
-            "max_image_width": 3200,
-            "image_mean": [0.5, 0.5, 0.5],
-            "image_std": [0.5, 0.5, 0.5],
-            "character_list": CHARACTERS,
-        },
-    )
-    return dest
+    return _rec_processor(dest, "PPOCRV5ServerRecImageProcessor")
 
 
 def build_rec_v6(dest: Path) -> Path:
@@ -115,10 +104,15 @@ def build_rec_v6(dest: Path) -> Path:
         model.head.fc2.weight.mul_(8.0)
         model.head.fc2.bias[0] = -4.0
     model.save_pretrained(dest)
+    return _rec_processor(dest, "PPOCRV6SmallRecImageProcessor")
+
+
+def _rec_processor(dest: Path, processor_type: str) -> Path:
+    """The recogniser's preprocessor_config.json: a 48-pixel line, normalised to [-1, 1], its alphabet."""
     _write(
         dest / "preprocessor_config.json",
         {
-            "image_processor_type": "PPOCRV6SmallRecImageProcessor",
+            "image_processor_type": processor_type,
             "size": {"height": 48, "width": 320},
             "max_image_width": 3200,
             "image_mean": [0.5, 0.5, 0.5],

@@ -17,27 +17,13 @@ import pytest
 from tests import test_dashboard_live as live
 from tests.conftest import Runners, cli_json, make_png, wait_for
 from tests.test_browser import CHROMIUM
-from tests.test_dashboard_live import SHOTS, WAIT_MS, grid, status_heading
+from tests.test_dashboard_live import SHOTS, WAIT_MS, click_until, grid, status_heading
 
 browser, dashboard = live.browser, live.dashboard  # the fixtures, under their names here
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian chromium is not installed (`make setup` does)"),
 ]
-
-
-def click_until(page: Any, button: Any, then: Any) -> None:
-    """Click ``button`` until ``then`` shows: a click that lands while a fragment redraws is lost."""
-    from playwright.sync_api import expect
-
-    for _ in range(3):
-        button.click()
-        try:
-            expect(then).to_be_visible(timeout=5_000)
-            return
-        except AssertionError:
-            continue
-    expect(then).to_be_visible()
 
 
 def test_a_cancel_from_the_job_page_leaves_the_items_in_flight_pending_not_failed(
@@ -55,7 +41,7 @@ def test_a_cancel_from_the_job_page_leaves_the_items_in_flight_pending_not_faile
     page.goto(f"{dashboard}/job?id={job_id}")
     expect(status_heading(page, job_id, "running")).to_be_visible(timeout=WAIT_MS)
     wait_for(lambda: cli_json(state, "show", job_id)["progress"].get("current"), timeout=30, what="an item in flight")
-    click_until(page, page.get_by_role("button", name="Cancel", exact=True), page.get_by_text(f"Cancel job {job_id}?"))
+    click_until(page.get_by_role("button", name="Cancel", exact=True), page.get_by_text(f"Cancel job {job_id}?"))
     page.get_by_role("button", name="Yes, cancel").click()
     expect(status_heading(page, job_id, "cancelled")).to_be_visible(timeout=WAIT_MS)
     page.wait_for_timeout(2_500)  # a refresh after the end

@@ -79,6 +79,20 @@ def grid(page: Any, nth: int = -1) -> str:
     return " | ".join(frame.locator("table td").all_inner_texts())
 
 
+def click_until(button: Any, then: Any) -> None:
+    """Click ``button`` until ``then`` shows: a click that lands while a fragment redraws is lost."""
+    from playwright.sync_api import expect
+
+    for _ in range(3):
+        button.click()
+        try:
+            expect(then).to_be_visible(timeout=5_000)
+            return
+        except AssertionError:
+            continue
+    expect(then).to_be_visible()
+
+
 def all_rows(page: Any) -> str:
     """The last dataframe's text, scrolled through: only the rows in view are in its table."""
     frame = page.get_by_test_id("stDataFrame").last
@@ -172,14 +186,7 @@ def test_a_job_id_links_to_its_page_where_it_is_cancelled(
     expect(status_heading(job_page, job_id, "running")).to_be_visible(timeout=WAIT_MS)
     assert f"/job?id={job_id}" in job_page.url
     question = job_page.get_by_text(f"Cancel job {job_id}?")
-    for _ in range(3):  # likewise for a button redrawn by a refresh at the very moment
-        job_page.get_by_role("button", name="Cancel", exact=True).click()
-        try:
-            expect(question).to_be_visible(timeout=5_000)
-            break
-        except AssertionError:
-            continue
-    expect(question).to_be_visible()
+    click_until(job_page.get_by_role("button", name="Cancel", exact=True), question)  # likewise for a button
     job_page.screenshot(path=str(SHOTS / "5-confirm.png"), full_page=True)
     assert cli_json(state, "show", job_id)["status"] == "running"  # nothing before the confirmation
     job_page.get_by_role("button", name="Yes, cancel").click()

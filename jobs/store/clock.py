@@ -35,3 +35,11 @@ def offset() -> float:
 def wall() -> float:
     """``time.time()`` as this process believes it: the real clock plus any test offset."""
     return time.time() + offset()
+
+
+def when(ts: object) -> str | None:
+    """A wall-clock time as people read it, with its date and zone (this machine's), e.g.
+    ``2026-12-01 10:55:06 CET``; None for a missing or non-positive time."""
+    if not isinstance(ts, int | float) or ts <= 0:
+        return None
+    return time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(ts))
