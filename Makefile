@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 STATE ?= state
 HOST ?= 127.0.0.1
 PORT ?= 8501
-CPU_TORCH := torch==2.13.0
+CPU_TORCH := torch==2.13.0 torchvision==0.28.0
 CJK_FONT := /usr/share/fonts/truetype/wqy/wqy-zenhei.ttc
 
 .PHONY: setup run runner dashboard test lint bench chaos clean
@@ -15,15 +15,14 @@ setup: $(STAMP) system-deps
 
 # Re-installs only when a requirements file or pyproject.toml changes, so a second `make setup` is quick.
 # Last, this project itself, editable: the `ocrjobs` command ($(VENV)/bin/ocrjobs), from any folder.
-$(STAMP): requirements.txt requirements-dev.txt requirements-ray.txt requirements-gpu.txt pyproject.toml
+$(STAMP): requirements.txt requirements-dev.txt requirements-ray.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	if ! command -v nvidia-smi >/dev/null 2>&1; then \
-		echo "no GPU found: installing the CPU build of torch ($(CPU_TORCH))"; \
-		$(PY) -m pip install -q "$(CPU_TORCH)"; \
+		echo "no GPU found: installing the CPU build of torch and its torchvision ($(CPU_TORCH))"; \
+		$(PY) -m pip install -q $(CPU_TORCH); \
 	fi
 	$(PY) -m pip install -q -r requirements.txt -r requirements-dev.txt -r requirements-ray.txt
-	if command -v nvidia-smi >/dev/null 2>&1; then $(PY) -m pip install -q -r requirements-gpu.txt; fi
 	$(PY) -c "import setuptools" 2>/dev/null || $(PY) -m pip install -q "setuptools>=64"
 	$(PY) -m pip install -q --no-build-isolation --no-deps -e .
 	touch $(STAMP)

@@ -27,8 +27,8 @@ MB = 2**20
 CHILD = r"""
 import json, sys, threading, time
 import psutil, torch
+from jobs.engines.hf_generate import generate  # first: importing jobs lets torchvision import (torchvision_ops)
 from transformers import LlamaConfig, LlamaForCausalLM
-from jobs.engines.hf_generate import generate
 
 mode, batch, tokens, vocab = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 torch.set_num_threads(1)

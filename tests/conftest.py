@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 from PIL import Image
 
+import jobs  # noqa: F401  (first: it lets torchvision import before any test imports transformers)
+
 REPO = Path(__file__).resolve().parent.parent
 PY = sys.executable
 #: The test engines are allowed for the whole session (jobs/engines/allow.py), set at import so that every

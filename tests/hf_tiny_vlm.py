@@ -7,10 +7,9 @@ character-level tokenizer holding the family's special tokens. The vision towers
 sizes only where their queries / position tables are fixed. The output rows of special tokens are
 zeroed so the random model emits characters, not an instant end of sequence.
 
-``AutoProcessor.from_pretrained`` loads DeepSeek-OCR-2, PaddleOCR-VL, LightOnOCR and Qianfan-OCR
-without torchvision (PIL image processors); GLM-OCR, Qwen2.5/3-VL (video processor), Unlimited-OCR and
-MiniCPM-OCR (torchvision-only image processors) need it, and ``load_processor`` falls back to the
-assembled / PIL-port processors below. ``RECIPES`` holds each family's prompt and call.
+``AutoProcessor.from_pretrained`` loads every one; GLM-OCR, Qwen2.5/3-VL (video processor), Unlimited-OCR
+and MiniCPM-OCR (torchvision-only image processors) need torchvision, whose CUDA build imports beside the
+CPU torch once ``jobs`` is imported (jobs/torchvision_ops.py). ``RECIPES`` holds each family's prompt and call.
 """
 
 from __future__ import annotations
@@ -81,9 +80,7 @@ def _save_parts(
 ) -> Path:
     """Save a processor as its files (tokenizer, image processor, template, processor_config.json).
 
-    For processors that also hold a video processor: that class needs torchvision, so without it the processor
-    object cannot even be built here, but a real checkpoint's files can still be written (and loaded with
-    ``assemble_processor`` below, or with ``AutoProcessor`` where torchvision is installed).
+    Written as files, not through the processor object, so a builder needs no video processor settings.
     """
     import json
 
@@ -95,35 +92,6 @@ def _save_parts(
         (dest / "chat_template.jinja").write_text(template)
     (dest / "processor_config.json").write_text(json.dumps({"processor_class": processor_class}) + "\n")
     return dest
-
-
-def assemble_processor(folder: Path) -> Any:
-    """Build ``folder``'s processor from its image processor and tokenizer, without a video processor.
-
-    Without torchvision, AutoProcessor fails for processors that declare a video processor (GLM-OCR, Qwen-VL):
-    ``ImportError: <X>VideoProcessor requires the Torchvision library``; and the constructor itself refuses
-    ``video_processor=None`` (its class check looks the absent class up). The class check is skipped for that
-    one ``None`` argument while the processor is built; images and text then work as usual.
-    """
-    import json
-    from unittest import mock
-
-    import transformers
-    from transformers import AutoImageProcessor, AutoTokenizer
-    from transformers.processing_utils import ProcessorMixin
-
-    cls = getattr(transformers, json.loads((folder / "processor_config.json").read_text())["processor_class"])
-    image_processor = AutoImageProcessor.from_pretrained(folder)
-    tok = AutoTokenizer.from_pretrained(folder)
-    check = ProcessorMixin.check_argument_for_proper_class
-
-    def lenient(self: Any, name: str, arg: Any) -> Any:
-        return None if arg is None else check(self, name, arg)
-
-    with mock.patch.object(ProcessorMixin, "check_argument_for_proper_class", lenient):
-        return cls(
-            image_processor=image_processor, tokenizer=tok, video_processor=None, chat_template=tok.chat_template
-        )
 
 
 # ---------------------------------------------------------------------------------------------- DeepSeek-OCR-2
@@ -569,8 +537,7 @@ UNLIMITED_SPECIALS = [
     "<PAGE>",
 ]
 
-#: The real checkpoint's image processor config (UnlimitedOcrImageProcessor defaults); the class itself imports
-#: torchvision, so it cannot be instantiated here and the file is written as the checkpoint ships it.
+#: The real checkpoint's image processor config (UnlimitedOcrImageProcessor defaults), written as it ships.
 UNLIMITED_IMAGE_CONFIG = {
     "image_processor_type": "UnlimitedOcrImageProcessor",
     "processor_class": "UnlimitedOcrProcessor",
@@ -660,103 +627,6 @@ def build_unlimited_ocr(dest: Path, hidden: int = 32) -> Path:
     proc = {"processor_class": "UnlimitedOcrProcessor", "patch_size": 16, "downsample_ratio": 4}
     (dest / "processor_config.json").write_text(json.dumps(proc, indent=2) + "\n")
     return dest
-
-
-def unlimited_ocr_pil_processor(folder: Path) -> Any:
-    """An UnlimitedOcrProcessor over a PIL port of its (torchvision-only) image processor, from ``folder``'s files.
-
-    transformers 5.24 ships UnlimitedOcrImageProcessor for torchvision only; this port reuses DeepSeek-OCR-2's PIL
-    processor (same tiling) with Unlimited-OCR's outputs (``patches_grid``) and global-view rule.
-    """
-    import json
-
-    from transformers import AutoTokenizer
-    from transformers.models.unlimited_ocr.processing_unlimited_ocr import UnlimitedOcrProcessor
-
-    conf = json.loads((folder / "preprocessor_config.json").read_text())
-    kwargs = {k: v for k, v in conf.items() if k not in ("image_processor_type", "processor_class")}
-    image_processor = _unlimited_pil_class()(**kwargs)
-    tok = AutoTokenizer.from_pretrained(folder)
-    proc = json.loads((folder / "processor_config.json").read_text())
-    return UnlimitedOcrProcessor(
-        image_processor=image_processor,
-        tokenizer=tok,
-        patch_size=proc.get("patch_size", 16),
-        downsample_ratio=proc.get("downsample_ratio", 4),
-    )
-
-
-def _unlimited_pil_class() -> type:
-    from transformers.feature_extraction_utils import BatchFeature
-    from transformers.image_utils import SizeDict, get_image_size
-    from transformers.models.deepseek_ocr2.image_processing_pil_deepseek_ocr2 import (
-        DeepseekOcr2ImageProcessorPil,
-        get_optimal_tiled_canvas,
-    )
-
-    class UnlimitedOcrImageProcessorPil(DeepseekOcr2ImageProcessorPil):
-        model_input_names = ["pixel_values", "num_local_patches", "patches_grid"]
-        tile_size = 640
-        max_patches = 32
-        maximum_pad_value = 640
-
-        def _preprocess(
-            self,
-            images,
-            size,
-            resample,
-            do_rescale,
-            rescale_factor,
-            do_normalize,
-            image_mean,
-            image_std,
-            return_tensors,
-            crop_to_patches=True,
-            min_patches=2,
-            max_patches=32,
-            tile_size=640,
-            background_color=None,
-            maximum_pad_value=640,
-            **kwargs,
-        ):
-            background_color = background_color or self.background_color
-            local, global_views, counts, grids = [], [], [], []
-
-            def finish(img: Any) -> Any:
-                img = self.rescale(img, rescale_factor) if do_rescale else img
-                return self.normalize(img, image_mean, image_std) if do_normalize else img
-
-            for image in images:
-                height, width = get_image_size(image)
-                if crop_to_patches and max(height, width) > tile_size:
-                    cols, rows = get_optimal_tiled_canvas(
-                        (height, width), (tile_size, tile_size), min_patches, max_patches
-                    )
-                    patches = self.crop_image_to_patches(image, min_patches, max_patches, tile_size, resample)
-                    local.extend(finish(p) for p in patches)
-                    counts.append(len(patches))
-                    grids.append([cols, rows])
-                else:
-                    counts.append(0)
-                    grids.append([1, 1])
-                target = max(size.height, size.width)
-                if not crop_to_patches and target <= maximum_pad_value:
-                    img = self.resize(image, SizeDict(height=target, width=target), resample=resample)
-                else:
-                    scale = target / max(height, width)
-                    new = SizeDict(height=round(height * scale), width=round(width * scale))
-                    img = self.pad_to_square(
-                        self.resize(image, new, resample=resample), background_color=background_color
-                    )
-                global_views.append(finish(img))
-            data = {"pixel_values": global_views, "num_local_patches": counts, "patches_grid": grids}
-            if local:
-                data["pixel_values_local"] = local
-            return BatchFeature(
-                data=data, tensor_type=return_tensors, skip_tensor_conversion=["num_local_patches", "patches_grid"]
-            )
-
-    return UnlimitedOcrImageProcessorPil
 
 
 # ---------------------------------------------------------------------------------------------- Qwen2.5-VL / Qwen3-VL
@@ -958,33 +828,6 @@ def build_minicpm_ocr(dest: Path, hidden: int = 32) -> Path:
     return dest
 
 
-def minicpm_ocr_pil_processor(folder: Path) -> Any:
-    """MiniCPMOcrProcessor over MiniCPM-V 4.6's PIL image processor (same steps as MiniCPM-OCR's torchvision one
-    with ``small_image_upsize="always"``) and a stand-in for the video processor it only reads two settings from."""
-    import json
-    from types import SimpleNamespace
-    from unittest import mock
-
-    from transformers import AutoTokenizer, MiniCPMOcrProcessor
-    from transformers.models.minicpmv4_6.image_processing_pil_minicpmv4_6 import MiniCPMV4_6ImageProcessorPil
-    from transformers.processing_utils import ProcessorMixin
-
-    conf = json.loads((folder / "preprocessor_config.json").read_text())
-    drop = ("image_processor_type", "processor_class", "small_image_upsize")
-    image_processor = MiniCPMV4_6ImageProcessorPil(**{k: v for k, v in conf.items() if k not in drop})
-    video = SimpleNamespace(slice_mode=conf.get("slice_mode", True), downsample_mode=conf.get("downsample_mode", "4x"))
-    tok = AutoTokenizer.from_pretrained(folder)
-    check = ProcessorMixin.check_argument_for_proper_class
-
-    def lenient(self: Any, name: str, arg: Any) -> Any:
-        return None if arg is video else check(self, name, arg)
-
-    with mock.patch.object(ProcessorMixin, "check_argument_for_proper_class", lenient):
-        return MiniCPMOcrProcessor(
-            image_processor=image_processor, video_processor=video, tokenizer=tok, chat_template=tok.chat_template
-        )
-
-
 # ---------------------------------------------------------------------------------------------- recipes
 
 
@@ -998,7 +841,6 @@ class Recipe:
     chat: bool  #: True: ``apply_chat_template``; False: plain text with the image placeholder in ``prompt``
     text_first: bool = False  #: chat turn lists the text before the image (olmOCR)
     call_kwargs: dict[str, Any] = field(default_factory=dict)  #: extra processor kwargs (tiling caps)
-    needs_torchvision: bool = False  #: AutoProcessor fails without torchvision
 
 
 RECIPES: dict[str, Recipe] = {
@@ -1013,14 +855,13 @@ RECIPES: dict[str, Recipe] = {
         call_kwargs={"max_patches": 1},
     ),
     "glm_ocr": Recipe(
-        build_glm_ocr, "GlmOcrForConditionalGeneration", "Text Recognition:", True, needs_torchvision=True
+        build_glm_ocr, "GlmOcrForConditionalGeneration", "Text Recognition:", True
     ),
     "unlimited_ocr": Recipe(
         build_unlimited_ocr,
         "UnlimitedOcrForConditionalGeneration",
         "<image>document parsing.",
         False,
-        needs_torchvision=True,
     ),
     "qwen2_5_vl": Recipe(
         build_qwen2_5_vl,
@@ -1028,7 +869,6 @@ RECIPES: dict[str, Recipe] = {
         OLMOCR_PROMPT,
         True,
         text_first=True,
-        needs_torchvision=True,
     ),
     "qwen3_vl": Recipe(
         build_qwen3_vl,
@@ -1036,27 +876,17 @@ RECIPES: dict[str, Recipe] = {
         OLMOCR_PROMPT,
         True,
         text_first=True,
-        needs_torchvision=True,
     ),
     # Prompt NOT verified against the model card (not reachable here): an image-only turn, like LightOnOCR.
-    "minicpm_ocr": Recipe(build_minicpm_ocr, "MiniCPMOcrForConditionalGeneration", "", True, needs_torchvision=True),
+    "minicpm_ocr": Recipe(build_minicpm_ocr, "MiniCPMOcrForConditionalGeneration", "", True),
 }
 
 
 def load_processor(family: str, folder: Path) -> Any:
-    """AutoProcessor where it works; without torchvision the assembled / PIL-port processors above."""
+    """The processor as the engine loads it (torchvision's CUDA build is importable: jobs/torchvision_ops.py)."""
     from transformers import AutoProcessor
 
-    try:
-        return AutoProcessor.from_pretrained(folder)
-    except (ImportError, ValueError):
-        if not RECIPES[family].needs_torchvision:
-            raise
-    if family == "unlimited_ocr":
-        return unlimited_ocr_pil_processor(folder)
-    if family == "minicpm_ocr":
-        return minicpm_ocr_pil_processor(folder)
-    return assemble_processor(folder)
+    return AutoProcessor.from_pretrained(folder)
 
 
 def prompt_text(family: str, processor: Any) -> str:

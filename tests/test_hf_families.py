@@ -36,7 +36,15 @@ BUILDERS: dict[str, Callable[[Path], Path]] = {
     "paddleocr_vl": hf_tiny_vlm.build_paddleocr_vl,
     "lighton_ocr": hf_tiny_vlm.build_lighton_ocr,
     "qianfan_ocr": hf_tiny_vlm.build_qianfan_ocr,
+    # Their processors need torchvision: PyPI's CUDA build, imported beside the CPU torch (jobs/torchvision_ops.py).
+    "glm_ocr": hf_tiny_vlm.build_glm_ocr,
+    "qwen2_5_vl": hf_tiny_vlm.build_qwen2_5_vl,
+    "qwen3_vl": hf_tiny_vlm.build_qwen3_vl,
+    "unlimited_ocr": hf_tiny_vlm.build_unlimited_ocr,
+    "minicpm_ocr": hf_tiny_vlm.build_minicpm_ocr,
 }
+#: Builders named for a model type where the family covers several.
+FAMILY_OF = {"qwen2_5_vl": "qwen_vl", "qwen3_vl": "qwen_vl"}
 NEW_TOKENS = 6
 
 
@@ -52,9 +60,6 @@ def cli_json(capsys: pytest.CaptureFixture[str], state: Path, *args: str) -> Any
     rc, out, err = cli(capsys, state, *args, "--json")
     assert rc == 0, err
     return json.loads(out)
-
-
-HAS_TORCHVISION = importlib.util.find_spec("torchvision") is not None
 
 
 @pytest.fixture(scope="session")
@@ -93,7 +98,7 @@ def test_every_family_runs_with_no_options_through_a_real_runner(
         assert job["status"] == "succeeded", (name, job, log[-3000:])
         results = [json.loads(p.read_text()) for p in (state / "jobs" / job_id / "results").glob("*.json")]
         assert len(results) == 2 and all(r["status"] == "done" and isinstance(r["text"], str) for r in results), name
-        label = hf_families.BY_NAME[name].label
+        label = hf_families.BY_NAME[FAMILY_OF.get(name, name)].label
         assert f"({label}, task " in log, name  # the worker logged the family it drove
 
 
@@ -137,6 +142,10 @@ def _sent(e: TransformersEngine, **options: Any) -> str:
         ("florence2", {}, "<s>What is the text in the image?</s>"),
         ("florence2", {"task": "grounding"}, "<s>What is the text in the image, with regions?</s>"),
         ("paddleocr_vl", {"prompt": "Read it."}, "<|IMAGE_END|>Read it.\nAssistant: "),
+        ("glm_ocr", {}, "<|end_of_image|>Text Recognition:<|assistant|>\n"),
+        ("glm_ocr", {"task": "formula"}, "<|end_of_image|>Formula Recognition:<|assistant|>\n"),
+        ("unlimited_ocr", {}, "<image>document parsing."),
+        ("minicpm_ocr", {}, "</image><|im_end|>\n<|im_start|>assistant\n"),
     ],
 )
 def test_each_family_sends_its_own_prompt(
@@ -214,14 +223,12 @@ def test_donut_fields(models: dict[str, Path]) -> None:
     assert res["fields"] == {"menu": {"nm": "latte"}} and res["text"] == "latte"
 
 
-def test_unlimited_detections_parse_to_pixel_boxes(models: dict[str, Path]) -> None:
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(models["deepseek_ocr2"])  # any tokenizer: its special tokens are stripped
-    raw = "<|det|>title [0, 0, 999, 111]<|/det|>Menu\n<|det|>text [99, 222, 499, 333]<|/det|>tea 2.00"
-    out = hf_post.detections(raw, (999, 999), processor=tok, prompt="")
-    assert out["text"] == "Menu\ntea 2.00"
-    assert out["boxes"] == [
+def test_unlimited_detections_come_back_as_pixel_boxes(models: dict[str, Path]) -> None:
+    e = _engine(models["unlimited_ocr"], max_new_tokens=90)
+    _forced(e, "<|det|>title [0, 0, 999, 111]<|/det|>Menu\n<|det|>text [99, 222, 499, 333]<|/det|>tea 2.00")
+    (res,) = e.recognize([line(size=(999, 999))])
+    assert res["text"] == "Menu\ntea 2.00"
+    assert res["boxes"] == [
         {"box": [[0.0, 0.0], [999.0, 0.0], [999.0, 111.0], [0.0, 111.0]], "text": "Menu", "label": "title"},
         {"box": [[99.0, 222.0], [499.0, 222.0], [499.0, 333.0], [99.0, 333.0]], "text": "tea 2.00", "label": "text"},
     ]
@@ -259,9 +266,10 @@ def test_submit_refuses_what_a_family_cannot_run(
     for name in ("tokenizer.json", "tokenizer_config.json"):
         (broken / name).unlink()
     assert refused("--model", str(broken)).startswith(f"error: model '{broken}': its processor cannot be loaded: ")
-    if not HAS_TORCHVISION:
-        glm = hf_tiny_vlm.build_glm_ocr(tmp_path / "glm")
-        assert refused("--model", str(glm)).startswith(
+    real_find_spec = importlib.util.find_spec
+    with pytest.MonkeyPatch.context() as mp:  # a box that installed requirements without torchvision
+        mp.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "torchvision" else real_find_spec(n, *a))
+        assert refused("--model", str(models["glm_ocr"])).startswith(
             "error: GLM-OCR needs the Python module 'torchvision', which is not installed"
         )
     ok = cli_json(
@@ -301,14 +309,8 @@ def test_deepseek_ocr_v1_runs_its_remote_infer_only_when_trusted(
     }
 
 
-def test_olmocr_prompt_is_text_then_image_and_its_front_matter_becomes_fields(tmp_path: Path) -> None:
-    from jobs.engines.hf_load import Loaded
-
-    folder = hf_tiny_vlm.build_qwen2_5_vl(tmp_path / "qwen2_5_vl")
-    e = TransformersEngine(model=str(folder))  # torchvision is missing here: drive _prompt with an assembled processor
-    fam = hf_families.BY_NAME["qwen_vl"]
-    e.loaded = Loaded(None, hf_tiny_vlm.assemble_processor(folder), fam, "cpu", torch.float32)
-    prompt = e._prompt()
+def test_olmocr_prompt_is_text_then_image_and_its_front_matter_becomes_fields(models: dict[str, Path]) -> None:
+    prompt = _engine(models["qwen2_5_vl"])._prompt()
     assert prompt is not None and prompt.endswith(
         f"<|im_start|>user\n{hf_families.OLMOCR_PROMPT}<|vision_start|><|image_pad|><|vision_end|><|im_end|>\n"
         "<|im_start|>assistant\n"

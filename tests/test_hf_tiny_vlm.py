@@ -1,16 +1,13 @@
 """The tiny image-text-to-text OCR families load like real checkpoints and generate in batches.
 
-Each family's tiny model (tests/hf_tiny_vlm.py) is built once per session, loaded with the auto classes
-(or, where transformers needs torchvision for the processor and it is missing, with the assembled processor),
+Each family's tiny model (tests/hf_tiny_vlm.py) is built once per session, loaded with the auto classes,
 prompted with the family's OCR recipe and run on two images of different sizes in one left-padded batch.
 What is checked is what the engine will rely on: the prompt precedes the new tokens, the new tokens decode to
-characters, a batched row reads the same as that image alone, and the failures without torchvision are the
-ones documented.
+characters, and a batched row reads the same as that image alone.
 """
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +18,6 @@ from tests.hf_tiny_vlm import CHARS, RECIPES, load_processor, prompt_text
 
 pytest.importorskip("transformers")
 
-HAS_TORCHVISION = importlib.util.find_spec("torchvision") is not None
 NEW_TOKENS = 8
 
 
@@ -112,25 +108,6 @@ def test_chat_prompts_hold_the_family_markup(tiny_root: Path) -> None:
     for family, tail in expected.items():
         processor, _ = _load(family, tiny_root)
         assert prompt_text(family, processor).endswith(tail), family
-
-
-@pytest.mark.skipif(HAS_TORCHVISION, reason="documents the failure without torchvision")
-@pytest.mark.parametrize(
-    ("family", "error", "message"),
-    [
-        ("glm_ocr", ImportError, "Glm46VVideoProcessor requires the Torchvision library"),
-        ("qwen2_5_vl", ImportError, "VideoProcessor requires the Torchvision library"),
-        ("qwen3_vl", ImportError, "VideoProcessor requires the Torchvision library"),
-        ("unlimited_ocr", ValueError, "Missing optional dependencies: torchvision"),
-        ("minicpm_ocr", ValueError, "Missing optional dependencies: torchvision"),
-    ],
-)
-def test_autoprocessor_needs_torchvision(family: str, error: type, message: str, tiny_root: Path) -> None:
-    from transformers import AutoProcessor
-
-    _load(family, tiny_root)
-    with pytest.raises(error, match=message):
-        AutoProcessor.from_pretrained(tiny_root / family)
 
 
 def test_grounding_tokens_stay_whole(tiny_root: Path) -> None:

@@ -260,37 +260,12 @@ def test_cli_refuses_a_detector_given_as_the_recogniser(
     assert cli_json(state, "list") == []
 
 
-def _upstream(module: str, cls: str, methods: tuple[str, ...]) -> Any:
-    """Methods of one of transformers' PP-OCR image processors, lifted from its source: the class itself
-    cannot be imported without torchvision. Lets the port in ppocr_ops be checked against the original."""
-    import ast
-    import math
-
-    import cv2
-    import transformers
-
-    path = Path(transformers.__file__).parent / "models" / module / f"image_processing_{module}.py"
-    tree = ast.parse(path.read_text())
-    found = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == cls)
-    body = [f for f in found.body if isinstance(f, ast.FunctionDef) and f.name in methods]
-    for f in body:
-        f.decorator_list = []
-    assert {f.name for f in body} == set(methods), f"transformers' {cls} changed"
-    holder = ast.ClassDef(name="Lifted", bases=[], keywords=[], body=body, decorator_list=[], type_params=[])
-    lifted = ast.Module(body=[holder], type_ignores=[])
-    ns: dict[str, Any] = {"np": np, "cv2": cv2, "math": math, "torch": torch}
-    exec(compile(ast.fix_missing_locations(lifted), str(path), "exec"), ns)  # noqa: S102 - installed library code
-    return ns["Lifted"]()
-
-
 def test_the_port_matches_transformers_post_processing() -> None:
     import cv2
+    from transformers.models.pp_ocrv5_server_det import image_processing_pp_ocrv5_server_det as upstream_det
+    from transformers.models.pp_ocrv5_server_rec import image_processing_pp_ocrv5_server_rec as upstream_rec
 
-    det = _upstream(
-        "pp_ocrv5_server_det",
-        "PPOCRV5ServerDetImageProcessor",
-        ("_unclip", "_get_mini_boxes", "_get_box_score", "_boxes_from_bitmap"),
-    )
+    det = upstream_det.PPOCRV5ServerDetImageProcessor()
     rng = np.random.default_rng(0)
     boxes = 0
     for _ in range(60):  # upright and rotated blobs of random scores, on noise, for random page sizes
@@ -310,7 +285,7 @@ def test_the_port_matches_transformers_post_processing() -> None:
         assert np.array(ours).reshape(-1, 4, 2).tolist() == theirs.reshape(-1, 4, 2).astype(float).tolist()
         boxes += len(ours)
     assert boxes > 60
-    rec = _upstream("pp_ocrv5_server_rec", "PPOCRV5ServerRecImageProcessor", ("post_process_text_recognition",))
+    rec = upstream_rec.PPOCRV5ServerRecImageProcessor()
     rec.character_list = CHARACTERS
     probs = torch.softmax(torch.from_numpy(rng.normal(0, 3, (8, 20, len(CHARACTERS))).astype(np.float32)), -1)
     theirs = rec.post_process_text_recognition(SimpleNamespace(last_hidden_state=probs))

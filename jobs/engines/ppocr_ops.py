@@ -1,12 +1,13 @@
 """The array work around the PP-OCR models: resize and normalise, DB boxes from the probability map,
 perspective crops, CTC decoding. Plain numpy + OpenCV.
 
-transformers' own PP-OCR image processors need ``torchvision`` (a TorchvisionBackend), which a CPU
-runner here may lack, so their steps are ported here with the same defaults and read the same
-``preprocessor_config.json`` keys. Detection follows ``PPOCRV5ServerDetImageProcessor`` (resize to a
-multiple of 32 under ``limit_side_len``, BGR input, DB post-processing with unclip); recognition follows
-PaddleOCR's own batching (each crop keeps its aspect ratio at the model's height and is padded to the
-batch's widest), since the transformers processor stretches every crop of a batch to one width.
+transformers' own PP-OCR image processors need ``torchvision`` (a TorchvisionBackend) and work on
+torch tensors; these are their steps on numpy, with the same defaults, reading the same
+``preprocessor_config.json`` keys (tests/test_ppocr.py checks the post-processing against theirs).
+Detection follows ``PPOCRV5ServerDetImageProcessor`` (resize to a multiple of 32 under ``limit_side_len``,
+BGR input, DB post-processing with unclip); recognition follows PaddleOCR's own batching (each crop keeps
+its aspect ratio at the model's height and is padded to the batch's widest), since the transformers
+processor stretches every crop of a batch to one width.
 """
 
 from __future__ import annotations
