@@ -133,7 +133,9 @@ def _compare(
         }
         for k, e in engines.items()
     }
-    out["family"] = engines["batched"].loaded.family.label
+    loaded = engines["batched"].loaded
+    family, model_type = loaded.family, getattr(loaded.model.config, "model_type", "")
+    out["family"] = family.label if len(family.model_types) < 2 else f"{family.label}: {model_type}"
     out["device"], out["dtype"] = engines["batched"].device, str(engines["batched"].loaded.dtype).removeprefix("torch.")
     out["ratio"] = out["batched"]["per_s"] / out["single"]["per_s"]
     if prefill:

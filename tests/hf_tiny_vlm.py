@@ -877,8 +877,7 @@ RECIPES: dict[str, Recipe] = {
         True,
         text_first=True,
     ),
-    # Prompt NOT verified against the model card (not reachable here): an image-only turn, like LightOnOCR.
-    "minicpm_ocr": Recipe(build_minicpm_ocr, "MiniCPMOcrForConditionalGeneration", "", True),
+    "minicpm_ocr": Recipe(build_minicpm_ocr, "MiniCPMOcrForConditionalGeneration", "Text Recognition:", True),
 }
 
 

@@ -145,7 +145,8 @@ def _sent(e: TransformersEngine, **options: Any) -> str:
         ("glm_ocr", {}, "<|end_of_image|>Text Recognition:<|assistant|>\n"),
         ("glm_ocr", {"task": "formula"}, "<|end_of_image|>Formula Recognition:<|assistant|>\n"),
         ("unlimited_ocr", {}, "<image>document parsing."),
-        ("minicpm_ocr", {}, "</image><|im_end|>\n<|im_start|>assistant\n"),
+        ("minicpm_ocr", {}, "</image>Text Recognition:<|im_end|>\n<|im_start|>assistant\n"),
+        ("minicpm_ocr", {"task": "table"}, "</image>Table Recognition:<|im_end|>\n<|im_start|>assistant\n"),
     ],
 )
 def test_each_family_sends_its_own_prompt(

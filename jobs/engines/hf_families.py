@@ -189,8 +189,10 @@ FAMILIES: tuple[Family, ...] = (
         "minicpm_ocr",
         "MiniCPM-OCR",
         ("minicpm_ocr",),
-        {"ocr": ""},
-        IMAGE_ONLY,  # no prompt in transformers' sources: an image-only turn (unverified against its card)
+        # The prompt table of infosave/MiniCPM-OCR-1.0-cmf (a packaging of OpenBMB's weights; their own card
+        # was not reachable from here): plain text, paragraphs, titles and pages read "Text Recognition:".
+        {"ocr": "Text Recognition:", "table": "Table Recognition:"},
+        CHAT,
         needs=("torchvision",),
     ),
 )
