@@ -27,6 +27,17 @@ REC_BLOCKS = [
 ]
 
 
+#: The detectors' preprocessor_config.json (v5 and v6 detectors share PPOCRV5ServerDetImageProcessor).
+_DET_PREPROCESSOR = {
+    "image_processor_type": "PPOCRV5ServerDetImageProcessor",
+    "limit_side_len": 960,
+    "limit_type": "max",
+    "max_side_limit": 4000,
+    "image_mean": [0.406, 0.456, 0.485],
+    "image_std": [0.225, 0.224, 0.229],
+}
+
+
 def build_det(dest: Path, page_prob: float = 0.73) -> Path:
     """A PP-OCRv5 mobile detector (PP-LCNetV3 at scale 0.25): every pixel scores ``page_prob``."""
     import torch
@@ -49,17 +60,46 @@ def build_det(dest: Path, page_prob: float = 0.73) -> Path:
         final.weight.zero_()
         final.bias.fill_(float(torch.logit(torch.tensor(page_prob))))
     model.save_pretrained(dest)
-    _write(
-        dest / "preprocessor_config.json",
-        {
-            "image_processor_type": "PPOCRV5ServerDetImageProcessor",
-            "limit_side_len": 960,
-            "limit_type": "max",
-            "max_side_limit": 4000,
-            "image_mean": [0.406, 0.456, 0.485],
-            "image_std": [0.225, 0.224, 0.229],
+    _write(dest / "preprocessor_config.json", _DET_PREPROCESSOR)
+    return dest
+
+
+def build_det_v6(dest: Path, page_prob: float = 0.73) -> Path:
+    """A PP-OCRv6 small detector (PP-LCNetV4 backbone, 20 k parameters): every pixel scores ``page_prob``.
+
+    transformers' default PP-OCRv6 detector config does not run (its backbone is the recogniser's, one
+    output at stride [2, 1], while the neck wants four pyramid levels of other widths), so the backbone
+    here gives four levels at strides 4-32 whose widths are the neck's ``layer_list_out_channels``."""
+    import torch
+    from transformers import PPOCRV6SmallDetConfig, PPOCRV6SmallDetForObjectDetection
+
+    torch.manual_seed(0)
+    widths = [16, 24, 32, 48]
+    cfg = PPOCRV6SmallDetConfig(
+        neck_out_channels=16,
+        layer_list_out_channels=widths,
+        backbone_config={
+            "model_type": "pp_lcnet_v4",
+            "stem_channels": [3, 8, 16],
+            "block_configs": [
+                [[3, 16, 16, 1, False]],
+                [[3, 16, 24, 2, False]],
+                [[3, 24, 32, 2, True]],
+                [[3, 32, 48, 2, False]],
+            ],
+            "depths": [1, 1, 1, 1],
+            "stage_out_channels": widths,
+            "out_features": ["stage1", "stage2", "stage3", "stage4"],
+            "out_indices": [1, 2, 3, 4],
         },
     )
+    model = PPOCRV6SmallDetForObjectDetection(cfg).eval()
+    with torch.no_grad():
+        final = model.head.conv_final
+        final.weight.zero_()
+        final.bias.fill_(float(torch.logit(torch.tensor(page_prob))))
+    model.save_pretrained(dest)
+    _write(dest / "preprocessor_config.json", _DET_PREPROCESSOR)
     return dest
 
 
@@ -93,8 +133,7 @@ def build_rec(dest: Path) -> Path:
 def build_rec_v6(dest: Path) -> Path:
     """A PP-OCRv6 tiny recogniser (transformers' default size, ~2.9 M parameters) over :data:`CHARACTERS`.
 
-    Only the recogniser: transformers' default PP-OCRv6 detector configs do not build a runnable model
-    (their backbone's stage widths do not match the neck), and the real configs need the hub."""
+    Pairs with :func:`build_det_v6` for a whole v6 pipeline."""
     import torch
     from transformers import PPOCRV6TinyRecConfig, PPOCRV6TinyRecForTextRecognition
 

@@ -294,19 +294,22 @@ def test_the_port_matches_transformers_post_processing() -> None:
     assert [s for _, s in ours] == pytest.approx([r["score"] for r in theirs])
 
 
-def test_a_pp_ocrv6_recogniser_runs_and_reads_its_crops_as_bgr(tiny_ppocr: dict[str, Path], tmp_path: Path) -> None:
+def test_a_pp_ocrv6_pipeline_runs_and_its_recogniser_reads_crops_as_bgr(tmp_path: Path) -> None:
     """PP-OCRv6 recognisers were trained on BGR (their processor flips the channels; v5's does not)."""
     import numpy as np
 
     from jobs.engines import ppocr_ops
-    from tests.hf_tiny_ppocr import build_rec_v6
+    from tests.hf_tiny_ppocr import build_det_v6, build_rec_v6
 
-    v6 = PPOCREngine(det_model=str(tiny_ppocr["det"]), rec_model=str(build_rec_v6(tmp_path / "v6")), device="cpu")
+    det, rec = build_det_v6(tmp_path / "det6"), build_rec_v6(tmp_path / "rec6")
+    v6 = PPOCREngine(det_model=str(det), rec_model=str(rec), device="cpu")
     v6.load("auto")
     try:
+        assert v6.det_model.config.model_type == "pp_ocrv6_small_det"
         im = Image.new("RGB", (160, 48), "white")
         ImageDraw.Draw(im).text((4, 8), "line 1", fill="black")
         (out,) = v6.recognize([im])
+        assert [b["box"] for b in out["boxes"]] == [[[0.0, 0.0], [160.0, 0.0], [160.0, 48.0], [0.0, 48.0]]], out
         assert out["text"] and set(out["text"]) <= set("abcdehilo ") and out["boxes"], out
         settings = v6.rec_settings
         assert settings.bgr
