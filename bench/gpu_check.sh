@@ -24,6 +24,7 @@ fi
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 DEVICE ITEMS="${ITEMS:-4}"
 exec "$PY" - <<'EOF'
 import importlib, json, os, subprocess, sys, tempfile, time
+import jobs  # first: it lets torchvision (and so transformers) import beside a CPU torch (jobs/torchvision_ops.py)
 from pathlib import Path
 
 from PIL import Image, ImageDraw

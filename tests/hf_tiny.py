@@ -381,33 +381,56 @@ def build_florence2(dest: Path, image: int = 128) -> Path:
     return dest
 
 
-#: DeepSeek-OCR v1 ships its model as remote code with an ``infer()`` API; this stand-in keeps that API
-#: (and records its last call) so the engine's remote-code path runs without the real 3B model.
+#: DeepSeek-OCR v1 ships its model as remote code with an ``infer()`` API that tokenizes the prompt, calls
+#: ``self.generate(input_ids, ..., max_new_tokens=8192, no_repeat_ngram_size=20)`` and decodes the new tokens.
+#: This stand-in keeps that API on a 1-layer Llama (and records its last call), so the engine's remote-code
+#: path runs through a real ``generate`` without the real 3B model. Its own logits processor makes the answer
+#: known: ``config.answer_len`` times "a", then the end token (whatever the random weights say).
 DEEPSEEK_V1_CODE = """
 import torch
 from PIL import Image
-from transformers import PreTrainedConfig, PreTrainedModel
+from transformers import LlamaConfig, LlamaForCausalLM, LogitsProcessor
 
 
-class DeepseekOCRConfig(PreTrainedConfig):
+class DeepseekOCRConfig(LlamaConfig):
     model_type = "deepseek_vl_v2"
 
+    def __init__(self, answer_len=4, **kwargs):
+        self.answer_len = answer_len
+        super().__init__(**kwargs)
 
-class DeepseekOCRForCausalLM(PreTrainedModel):
+
+class _Answer(LogitsProcessor):
+    def __init__(self, start, a, eos, n):
+        self.start, self.a, self.eos, self.n = start, a, eos, n
+
+    def __call__(self, input_ids, scores):
+        forced = self.a if input_ids.shape[1] - self.start < self.n else self.eos
+        out = torch.full_like(scores, -1e4)
+        out[:, forced] = 0.0
+        return out
+
+
+class DeepseekOCRForCausalLM(LlamaForCausalLM):
     config_class = DeepseekOCRConfig
 
     def __init__(self, config):
         super().__init__(config)
-        self.proj = torch.nn.Linear(2, 2)
         self.last_call = None
-        self.post_init()
 
     def infer(self, tokenizer, prompt="", image_file="", output_path="", base_size=1024, image_size=640,
               crop_mode=True, save_results=False, eval_mode=False):
         w, h = Image.open(image_file).size
         self.last_call = {"prompt": prompt, "base_size": base_size, "image_size": image_size,
                           "crop_mode": crop_mode, "save_results": save_results, "eval_mode": eval_mode}
-        return "<|ref|>text<|/ref|><|det|>[[0, 0, 999, 999]]<|/det|>" + f"{w}x{h} " + prompt.split(chr(10))[-1]
+        ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=False).input_ids
+        answer = _Answer(ids.shape[1], tokenizer.convert_tokens_to_ids("a"), tokenizer.eos_token_id,
+                         self.config.answer_len)
+        with torch.no_grad():
+            out = self.generate(ids, eos_token_id=tokenizer.eos_token_id, max_new_tokens=8192,
+                                no_repeat_ngram_size=20, use_cache=True, logits_processor=[answer])
+        read = tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+        return "<|ref|>text<|/ref|><|det|>[[0, 0, 999, 999]]<|/det|>" + f"{w}x{h} " + prompt.split(chr(10))[-1] + read
 """
 
 
@@ -421,7 +444,21 @@ def build_deepseek_ocr_remote(dest: Path) -> Path:
     spec = importlib.util.spec_from_file_location("modeling_deepseekocr_tiny", dest / "modeling_deepseekocr.py")
     module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
     spec.loader.exec_module(module)  # type: ignore[union-attr]
-    model = module.DeepseekOCRForCausalLM(module.DeepseekOCRConfig())
+    tok = _specials_tokenizer(
+        ["<s>", "<pad>", "</s>", "<unk>", "<image>", "<|ref|>", "<|/ref|>", "<|det|>", "<|/det|>"]
+    )
+    config = module.DeepseekOCRConfig(
+        vocab_size=len(tok),
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+    )
+    model = module.DeepseekOCRForCausalLM(config)
     model.save_pretrained(dest)
     cfg = json.loads((dest / "config.json").read_text())
     cfg["architectures"] = ["DeepseekOCRForCausalLM"]
@@ -430,7 +467,5 @@ def build_deepseek_ocr_remote(dest: Path) -> Path:
         "AutoModel": "modeling_deepseekocr.DeepseekOCRForCausalLM",
     }
     (dest / "config.json").write_text(json.dumps(cfg))
-    _specials_tokenizer(
-        ["<s>", "<pad>", "</s>", "<unk>", "<image>", "<|ref|>", "<|/ref|>", "<|det|>", "<|/det|>"]
-    ).save_pretrained(dest)
+    tok.save_pretrained(dest)
     return dest

@@ -295,10 +295,11 @@ def test_deepseek_ocr_v1_runs_its_remote_infer_only_when_trusted(
     e = _engine(folder, trust_remote_code=True, task="grounding")
     assert (e.loaded.family.label, e.max_batch) == ("DeepSeek-OCR", 1)  # infer() reads one image file at a time
     res = e.recognize([line(size=(120, 32)), line(size=(50, 20))])
-    assert [r["text"] for r in res] == [  # what the stand-in's infer() saw: the image file and the task prompt
-        "120x32 <|grounding|>Convert the document to markdown.",
-        "50x20 <|grounding|>Convert the document to markdown.",
+    assert [r["text"] for r in res] == [  # what the stand-in's infer() saw (image file, task prompt), + its answer
+        "120x32 <|grounding|>Convert the document to markdown.aaaa",
+        "50x20 <|grounding|>Convert the document to markdown.aaaa",
     ]
+    assert [(r["truncated"], r["confidence"]) for r in res] == [(False, 1.0)] * 2  # its generate() went through ours
     assert res[1]["boxes"][0]["box"] == [[0.0, 0.0], [50.0, 0.0], [50.0, 20.0], [0.0, 20.0]]
     assert e.loaded.model.last_call == {
         "prompt": "<image>\n<|grounding|>Convert the document to markdown.",
@@ -308,6 +309,9 @@ def test_deepseek_ocr_v1_runs_its_remote_infer_only_when_trusted(
         "save_results": False,
         "eval_mode": True,
     }
+    # infer() asks for 8,192 new tokens; the job's --max-new-tokens wins, and a cut answer says so.
+    (cut,) = _engine(folder, trust_remote_code=True, max_new_tokens=2).recognize([line()])
+    assert cut["text"].endswith("Free OCR.aa") and (cut["truncated"], cut["truncated_by"]) == (True, "max_new_tokens")
 
 
 def test_olmocr_prompt_is_text_then_image_and_its_front_matter_becomes_fields(models: dict[str, Path]) -> None:

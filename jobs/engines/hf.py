@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 import time
 from typing import Any
 
 from PIL import Image
 
-from jobs.engines import hf_batching, hf_families, hf_generate, hf_load, hf_memory, hf_post, hf_prepare
+from jobs.engines import hf_batching, hf_families, hf_generate, hf_infer, hf_load, hf_memory, hf_post, hf_prepare
 from jobs.engines.base import Engine, runner_threads
 from jobs.engines.hf_memory import MemoryGate, Probe
 from jobs.errors import EngineError
@@ -26,8 +25,6 @@ log = logging.getLogger(__name__)
 
 AUTO_START = {"cpu": 4, "cuda": 4}
 AUTO_CAP = {"cpu": 8, "cuda": 32}
-#: DeepSeek-OCR v1's own infer() settings (its model card's "Gundam" mode: a 1024 view plus 640 tiles).
-INFER_KW = {"base_size": 1024, "image_size": 640, "crop_mode": True, "save_results": False, "eval_mode": True}
 
 
 class StoppedError(TimeoutError):
@@ -283,16 +280,28 @@ class TransformersEngine(Engine):
         image_token = getattr(lo.processor, "image_token", None) or ""
         return image_token + text  # no chat template: the image token, then the instruction
 
-    def _infer(self, image: Image.Image, t0: float) -> dict[str, Any]:
-        """DeepSeek-OCR v1: its remote code's ``infer()`` on an image file; output parsed like DeepSeek-OCR-2's."""
+    def _infer(self, image: Image.Image, t0: float) -> Any:
+        """DeepSeek-OCR v1: its remote code's ``infer()``, bounded like every family; parsed like DeepSeek-OCR-2."""
         lo = self.loaded
-        with tempfile.TemporaryDirectory(prefix="ocrjobs-infer-") as tmp:
-            path = os.path.join(tmp, "image.png")
-            image.convert("RGB").save(path)
-            raw = lo.model.infer(lo.processor, prompt=self.prompt, image_file=path, output_path=tmp, **INFER_KW)
-        post = hf_post.POSTS[lo.family.post](str(raw or ""), image.size, processor=lo.processor, prompt=self.prompt)
+        raw, row = hf_infer.infer(
+            lo.model,
+            lo.processor,
+            image,
+            self.prompt or "",
+            max_new_tokens=self.options.get("max_new_tokens"),
+            max_time_s=self.max_time_s,
+            stop=self.stop_requested,
+        )
+        if row is not None and row.stopped:
+            return StoppedError("stopped mid-generation: the task ran out of time")
+        post = hf_post.POSTS[lo.family.post](raw, image.size, processor=lo.processor, prompt=self.prompt)
         ms = round((time.monotonic() - t0) * 1000, 1)
-        return {**post, "confidence": None, "device": self.device, "batch_size": 1, "batch_ms": ms}
+        res = {**post, "confidence": None, "device": self.device, "batch_size": 1, "batch_ms": ms}
+        if row is not None:  # else this remote code generated some other way: nothing is known of how it ended
+            res.update(confidence=row.confidence, truncated=row.truncated)
+            if row.truncated:
+                res["truncated_by"] = row.ended_by
+        return res
 
 
 def _pinned(asked: str) -> str:
