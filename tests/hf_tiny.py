@@ -260,7 +260,7 @@ def build_nougat(dest: Path, image: int = 64) -> Path:
     from transformers import NougatImageProcessor, NougatProcessor, NougatTokenizer
 
     specials = ["<s>", "<pad>", "</s>", "<unk>"]
-    vocab = {t: i for i, t in enumerate(specials + WIDE)}
+    vocab = {t: i for i, t in enumerate(specials + WIDE + ["Ġ", "Ċ"])}  # byte-level BPE: space, newline
     named = {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>", "unk_token": "<unk>"}
     tok = NougatTokenizer(vocab=vocab, merges=[], **named)
     model = _swin_mbart(tok, image)

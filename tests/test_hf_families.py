@@ -224,6 +224,14 @@ def test_donut_fields(models: dict[str, Path]) -> None:
     assert res["fields"] == {"menu": {"nm": "latte"}} and res["text"] == "latte"
 
 
+def test_nougat_output_goes_through_its_own_post_processing(models: dict[str, Path]) -> None:
+    e = _engine(models["nougat"], max_new_tokens=120)
+    _forced(e, "## 1.\nhello world\n" + "ab cd. " * 30)  # a numbered empty heading, then a loop to the limit
+    (res,) = e.recognize([line()])
+    assert res["text"] == "hello world\nab cd."  # NougatTokenizer.post_process_generation: both cleaned away
+    assert res["truncated"] and res["truncated_by"] == "max_new_tokens"  # and the cut is still reported
+
+
 def test_unlimited_detections_come_back_as_pixel_boxes(models: dict[str, Path]) -> None:
     e = _engine(models["unlimited_ocr"], max_new_tokens=90)
     _forced(e, "<|det|>title [0, 0, 999, 111]<|/det|>Menu\n<|det|>text [99, 222, 499, 333]<|/det|>tea 2.00")

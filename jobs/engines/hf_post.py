@@ -47,7 +47,7 @@ def _plain(fam: Family, processor: Any, text: str) -> dict[str, Any]:
         try:
             text = processor.post_process_generation(text, fix_markdown=False)
         except (ImportError, AttributeError) as e:  # nltk / Levenshtein missing, or not Nougat's tokenizer
-            log.debug("nougat post-processing skipped: %s", e)
+            log.warning("nougat post-processing skipped: %s", e)
     if fam.post == "front-matter":
         return front_matter(text)
     return {"text": text.strip()}
