@@ -19,7 +19,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from jobs.cli import main
-from jobs.engines import hf_families, hf_post
+from jobs.engines import hf_families
 from jobs.engines.hf import TransformersEngine
 from tests import hf_tiny, hf_tiny_vlm
 from tests.conftest import Runners
@@ -323,13 +323,13 @@ def test_deepseek_ocr_v1_runs_its_remote_infer_only_when_trusted(
 
 
 def test_olmocr_prompt_is_text_then_image_and_its_front_matter_becomes_fields(models: dict[str, Path]) -> None:
-    prompt = _engine(models["qwen2_5_vl"])._prompt()
+    e = _engine(models["qwen2_5_vl"], max_new_tokens=120)
+    prompt = e._prompt()
     assert prompt is not None and prompt.endswith(
         f"<|im_start|>user\n{hf_families.OLMOCR_PROMPT}<|vision_start|><|image_pad|><|vision_end|><|im_end|>\n"
         "<|im_start|>assistant\n"
     )
-    raw = "---\nprimary_language: en\nis_rotation_valid: True\nrotation_correction: 0\n---\n# Menu\ntea"
-    assert hf_post.front_matter(raw) == {
-        "text": "# Menu\ntea",
-        "fields": {"primary_language": "en", "is_rotation_valid": "True", "rotation_correction": "0"},
-    }
+    _forced(e, "---\nprimary_language: en\nis_rotation_valid: True\nrotation_correction: 0\n---\n# Menu\ntea")
+    (res,) = e.recognize([line()])
+    assert res["text"] == "# Menu\ntea"
+    assert res["fields"] == {"primary_language": "en", "is_rotation_valid": "True", "rotation_correction": "0"}
