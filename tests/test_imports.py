@@ -18,10 +18,10 @@ from tests.conftest import REPO
 JOBS = REPO / "jobs"
 
 #: Bottom to top. A module may import modules of its own layer and of the layers before it, never after.
-#: ``jobs.errors`` and ``jobs.config`` are the base; ``jobs`` (the public API), ``jobs.cli`` and
-#: ``jobs.__main__`` the top.
+#: ``jobs.errors``, ``jobs.config`` and ``jobs.torchvision_ops`` are the base; ``jobs`` (the public API),
+#: ``jobs.cli`` and ``jobs.__main__`` the top.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("jobs.errors", "jobs.config"),
+    ("jobs.errors", "jobs.config", "jobs.torchvision_ops"),
     ("jobs.store",),
     ("jobs.ops",),
     ("jobs.engines",),
@@ -33,7 +33,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("jobs.runner",),
     ("jobs", "jobs.cli", "jobs.__main__"),
 )
-TOP_LEVEL = {"__init__.py", "__main__.py", "cli.py", "config.py", "errors.py"}
+TOP_LEVEL = {"__init__.py", "__main__.py", "cli.py", "config.py", "errors.py", "torchvision_ops.py"}
 
 
 def modules() -> dict[str, Path]:
