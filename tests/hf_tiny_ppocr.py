@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 #: Index 0 is the CTC blank, as in PaddleOCR's dictionaries (blank + characters + space).
 CHARACTERS = ["blank", *"abcdehilo", " "]
@@ -54,14 +55,7 @@ def build_det(dest: Path, page_prob: float = 0.73) -> Path:
             "out_indices": [2, 3, 4, 5],
         },
     )
-    model = PPOCRV5MobileDetForObjectDetection(cfg).eval()
-    with torch.no_grad():
-        final = model.head.conv_final
-        final.weight.zero_()
-        final.bias.fill_(float(torch.logit(torch.tensor(page_prob))))
-    model.save_pretrained(dest)
-    _write(dest / "preprocessor_config.json", _DET_PREPROCESSOR)
-    return dest
+    return _save_det(PPOCRV5MobileDetForObjectDetection(cfg).eval(), dest, page_prob)
 
 
 def build_det_v6(dest: Path, page_prob: float = 0.73) -> Path:
@@ -93,7 +87,13 @@ def build_det_v6(dest: Path, page_prob: float = 0.73) -> Path:
             "out_indices": [1, 2, 3, 4],
         },
     )
-    model = PPOCRV6SmallDetForObjectDetection(cfg).eval()
+    return _save_det(PPOCRV6SmallDetForObjectDetection(cfg).eval(), dest, page_prob)
+
+
+def _save_det(model: Any, dest: Path, page_prob: float) -> Path:
+    """Save a detector whose head scores every pixel ``page_prob`` (its last layer: zero weights, that bias)."""
+    import torch
+
     with torch.no_grad():
         final = model.head.conv_final
         final.weight.zero_()

@@ -154,6 +154,53 @@ def test_batching_bench_blames_the_encoder_only_when_it_caps_the_ratio_below_the
     )
 
 
+def test_batching_bench_judges_a_page_model_at_page_length_and_shows_its_line_ratio() -> None:
+    from bench.batching import _family_report
+
+    def side(per_s: float, tokens: float) -> dict[str, Any]:
+        return {
+            "batch": 8,
+            "per_s": per_s,
+            "seconds": 32 / per_s,
+            "failed": 0,
+            "new_tokens": tokens,
+            "prompt_tokens": 300.0,
+        }
+
+    line = {
+        "family": "TrOCR",
+        "device": "cpu",
+        "ratio": 6.0,
+        "batched": side(60, 16),
+        "single": side(10, 16),
+        "prefill_share": 0.2,
+        "prefill_ratio": 4.0,
+    }
+    page = {
+        "family": "GOT-OCR2",
+        "device": "cpu",
+        "ratio": 1.2,
+        "batched": side(24, 16),
+        "single": side(20, 16),
+        "prefill_share": 0.6,
+        "prefill_ratio": 0.8,
+        "page": {"ratio": 2.5, "batched": side(10, 128), "single": side(4, 128)},
+    }
+    m = {
+        "goal": 2.0,
+        "max_new_tokens": 16,
+        "page_tokens": 128,
+        "images": 32,
+        "threads": 1,
+        "rounds": 3,
+        "families": [line, page],
+        "skipped": {},
+    }
+    text = _family_report(m, quick=False)
+    assert "| TrOCR | 8 | 16.0 / 16.0 | 60.0 | 10.0 | 6.00x | >= 2x | met | (judged there) |" in text
+    assert "| GOT-OCR2 | 8 | 128.0 / 128.0 | 10.0 | 4.0 | 2.50x | >= 2x | met | 1.20x | 60%, 0.80x |" in text
+
+
 def test_other_engine_errors_fail_the_whole_call(ved: TransformersEngine, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ved.loaded.model, "generate", lambda **kw: (_ for _ in ()).throw(ValueError("bad input")))
     with pytest.raises(ValueError, match="bad input"):
