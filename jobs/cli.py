@@ -18,7 +18,7 @@ from typing import Any
 from jobs import config
 from jobs.errors import JobDamaged, JobNotFound, OcrJobsError
 from jobs.ops.terminal import safe
-from jobs.store.clock import when
+from jobs.store.clock import milestones, when
 from jobs.store.status import TERMINAL, JobStatus
 from jobs.store.store import Job, Store
 
@@ -212,14 +212,7 @@ def _summary(job: Job) -> str:
 
 def _times(job: Job) -> str:
     started, finished = job.state.get("started_at"), job.state.get("finished_at")
-    parts = [f"submitted {when(job.created_at) or '-'}"]
-    if when(started):
-        parts.append(f"started {when(started)}")
-    if when(finished):
-        parts.append(f"finished {when(finished)}")
-        if isinstance(started, int | float):
-            parts.append(f"took {max(0.0, finished - started):.1f} s")
-    return " · ".join(parts)
+    return milestones(job.created_at, started, finished, took=lambda s: f"{s:.1f} s", submitted="submitted")
 
 
 def cmd_submit(store: Store, args: argparse.Namespace) -> int:

@@ -9,7 +9,7 @@ from typing import Any
 import streamlit as st
 
 from jobs import Job
-from jobs.store.clock import when
+from jobs.store.clock import milestones
 from jobs.store.job import queue_places
 from jobs.store.status import JobStatus
 from pages.bulk import hide_deleted
@@ -125,11 +125,4 @@ def times(job: Job) -> str:
     """Submitted, started, finished and how long it took, for the line under the job's heading."""
     started, finished = job.state.get("started_at"), job.state.get("finished_at")
     by = f" by {job.submitted_by}" if job.submitted_by else ""
-    parts = [f"submitted{by} {when(job.created_at)}"]
-    if when(started):
-        parts.append(f"started {when(started)}")
-    if when(finished):
-        parts.append(f"finished {when(finished)}")
-        if isinstance(started, int | float):
-            parts.append(f"took {age(finished - started)}")
-    return " · ".join(parts)
+    return milestones(job.created_at, started, finished, took=age, submitted=f"submitted{by}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 
 _file_cache: tuple[tuple[int, int], float] | None = None
 
@@ -43,3 +44,19 @@ def when(ts: object) -> str | None:
     if not isinstance(ts, int | float) or ts <= 0:
         return None
     return time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(ts))
+
+
+def milestones(
+    created_at: object, started_at: object, finished_at: object, *, took: Callable[[float], str], submitted: str
+) -> str:
+    """A job's life in one line: ``submitted ... · started ... · finished ... · took ...`` (the parts known).
+
+    ``submitted`` is the first part's label (the page adds who); ``took`` formats the seconds it ran."""
+    parts = [f"{submitted} {when(created_at) or '-'}"]
+    if when(started_at):
+        parts.append(f"started {when(started_at)}")
+    if when(finished_at):
+        parts.append(f"finished {when(finished_at)}")
+        if isinstance(started_at, int | float) and isinstance(finished_at, int | float):
+            parts.append(f"took {took(max(0.0, finished_at - started_at))}")
+    return " · ".join(parts)
